@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+// DDPM toolkit: small Unix tools over one tensor stream format, one shared library.
+//
+// Language mode: Swift 5 for every target, chosen deliberately. The numeric
+// kernels hand raw buffer pointers to DispatchQueue.concurrentPerform; Swift 6's
+// strict Sendable checking rejects that without wrappers on every loop.
+import PackageDescription
+
+let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+let shared: [Target.Dependency] = ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+
+let package = Package(
+    name: "ddpm",
+    products: [
+        .executable(name: "schedule", targets: ["schedule"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Shared",
+                dependencies: ["COpenBLAS", "CPNG", "CZlib",
+                               .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                swiftSettings: swift5 + [.unsafeFlags(["-Ounchecked", "-wmo"])]),
+        .executableTarget(name: "schedule", dependencies: shared, swiftSettings: swift5),
+        .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: swift5),
+    ]
+)
