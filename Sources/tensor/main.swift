@@ -359,7 +359,7 @@ struct FromRaw: ParsableCommand {
             var frame = Frame(metadata: batchMetadata("from-raw", [
                 "source": file ?? "stdin", "dtype": d.rawValue, "first": String(first), "count": String(t.shape[0])]))
             if images, case .u8(let p) = t.storage {
-                frame[name] = Tensor(p.map { Float($0) * (2.0 / 255.0) - 1 }, shape: t.shape)
+                frame[name] = Tensor(p.map { Pixels.unit(Float($0), maxValue: 255) }, shape: t.shape)
             } else {
                 frame[name] = t
             }

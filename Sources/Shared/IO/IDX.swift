@@ -93,7 +93,7 @@ public enum IDX {
         out.withUnsafeMutableBufferPointer { dst in
             if a.type == .u8 {
                 a.bytes.withUnsafeBufferPointer { src in
-                    for i in 0..<(n * per) { dst[i] = Float(src[start + i]) * (2.0 / 255.0) - 1 }
+                    for i in 0..<(n * per) { dst[i] = Pixels.unit(Float(src[start + i]), maxValue: 255) }
                 }
             } else {
                 for i in 0..<(n * per) { dst[i] = Float(a.value(start + i)) }

@@ -72,29 +72,29 @@ public enum PNG {
             var buf = [UInt16](repeating: 0, count: n)   // zero: alpha composites onto black
             let ok = buf.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, Int32(w * channels), nil) }
             guard ok != 0 else { throw DDPMError("\(path): corrupt PNG (\(message(&image)))") }
-            interleavedToPlanar(buf, w: w, h: h, c: channels, into: &out, scale: 2.0 / 65535.0)
+            interleavedToPlanar(buf, w: w, h: h, c: channels, into: &out, maxValue: 65535)
         } else {
             var buf = [UInt8](repeating: 0, count: n)
             let ok = buf.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, Int32(w * channels), nil) }
             guard ok != 0 else { throw DDPMError("\(path): corrupt PNG (\(message(&image)))") }
-            interleavedToPlanar(buf, w: w, h: h, c: channels, into: &out, scale: 2.0 / 255.0)
+            interleavedToPlanar(buf, w: w, h: h, c: channels, into: &out, maxValue: 255)
         }
         return PNGImage(width: w, height: h, channels: channels, data: out, sixteenBit: sixteen)
     }
 
-    /// x = p * scale - 1, HWC -> CHW.
-    static func interleavedToPlanar<T: BinaryInteger>(_ buf: [T], w: Int, h: Int, c: Int, into out: inout [Float], scale: Float) {
+    /// x = Pixels.unit(p), HWC -> CHW.
+    static func interleavedToPlanar<T: BinaryInteger>(_ buf: [T], w: Int, h: Int, c: Int, into out: inout [Float], maxValue: Float) {
         let plane = w * h
         buf.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for i in 0..<plane {
-                    for k in 0..<c { dst[k * plane + i] = Float(src[i * c + k]) * scale - 1 }
+                    for k in 0..<c { dst[k * plane + i] = Pixels.unit(Float(src[i * c + k]), maxValue: maxValue) }
                 }
             }
         }
     }
 
-    /// The quantised sample for x in [-1, 1] (clamped): round((x + 1) / 2 * maxValue). NaN maps to 0.
+    /// The inverse of Pixels.unit, clamped: round((clamp(x, -1, 1) + 1) / 2 * maxValue). NaN maps to 0.
     @inline(__always)
     public static func quantize(_ x: Float, maxValue: Float) -> Int {
         let c = x.isNaN ? -1 : min(max(x, -1), 1)
