@@ -395,6 +395,7 @@ struct Info: ParsableCommand {
                 print(InfoText.describe(f, number: reader.framesRead))
                 fflush(stdout)
             }
+            if reader.framesRead == 0 { print("(no frames)") }
         }
     }
 }
@@ -430,6 +431,9 @@ struct Toy: ParsableCommand {
         guard n > 0 else { throw DDPMError("-n must be positive (got \(n))") }
         let sigma = noise ?? set.defaultNoise
         guard sigma >= 0, sigma.isFinite else { throw DDPMError("--noise must be >= 0 (got \(sigma))") }
+        guard batch != nil || n <= 1 << 26 else {
+            throw DDPMError("-n \(n) in one frame is over \(1 << 26) samples; add --batch (e.g. --batch 1000000)")
+        }
         let b = batch ?? n
         guard b > 0 else { throw DDPMError("--batch must be positive (got \(b))") }
         let writer = try FrameWriter()
