@@ -14,7 +14,7 @@ struct TensorTool: ParsableCommand {
         and hold x (F32, [N,C,H,W] images in [-1,1] or [N,D] vectors) and optionally y (I64 labels).
 
         Examples:
-          tensor from-idx train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz > mnist.st
+          tensor from-idx train-images.gz train-labels.gz > mnist.st
           tensor toy swissroll -n 10000 --seed 1 > roll.st
           tensor info < mnist.st
           tensor to-png --grid 8x8 -o grid.png < samples.st
@@ -60,6 +60,7 @@ struct FromPNG: ParsableCommand {
         All files must share width, height and channel count (C = 1 for gray, 3 for colour; \
         palette files count as colour). Scaling: x = p / 255 * 2 - 1 (16-bit: p / 65535 * 2 - 1). \
         Alpha is removed by compositing onto black (x = colour * alpha, in linear light), as libpng does. \
+        8-bit files are delivered sRGB-encoded (files with another gAMA are converted by libpng). \
         16-bit files are read as libpng's linear values: untagged files (and files from to-png --16bit) \
         keep their stored values; 16-bit files tagged sRGB are converted to linear light. \
         Writes one frame of kind 'batch' with x; metadata lists the files.
@@ -230,7 +231,8 @@ struct FromIDX: ParsableCommand {
             let r = start ..< min(start + batch, n)
             var frame = Frame(metadata: batchMetadata("from-idx", [
                 "source": images + (labels.map { "," + $0 } ?? ""), "first": String(r.lowerBound), "count": String(r.count),
-                "scaling": img.type == .u8 ? "x = p / 255 * 2 - 1" : "none"]))
+                "scaling": img.type == .u8 ? "x = p / 255 * 2 - 1" : "none",
+                "batch": String(batch), "limit": limit.map(String.init) ?? "none"]))
             frame["x"] = IDX.images(img, range: r)
             if let lab { frame["y"] = IDX.labels(lab, range: r) }
             try writer.write(frame)
@@ -262,7 +264,7 @@ struct FromNPY: ParsableCommand {
     func run() throws {
         let writer = try FrameWriter()
         let t = try NPY.parse(FileBytes.read(file), name: file)
-        let meta = ["source": file]
+        let meta = ["source": file, "name": name, "batch": batch.map(String.init) ?? "none"]
         guard let batch else {
             var frame = Frame(metadata: batchMetadata("from-npy", meta))
             frame[name] = t
@@ -357,7 +359,8 @@ struct FromRaw: ParsableCommand {
         var first = 0
         while let t = try reader.next() {
             var frame = Frame(metadata: batchMetadata("from-raw", [
-                "source": file ?? "stdin", "dtype": d.rawValue, "first": String(first), "count": String(t.shape[0])]))
+                "source": file ?? "stdin", "dtype": d.rawValue, "shape": sample.map(String.init).joined(separator: ","),
+                "batch": String(batch), "images": String(images), "first": String(first), "count": String(t.shape[0])]))
             if images, case .u8(let p) = t.storage {
                 frame[name] = Tensor(p.map { Pixels.unit(Float($0), maxValue: 255) }, shape: t.shape)
             } else {
