@@ -152,6 +152,16 @@ final class IOTests: XCTestCase {
         }
     }
 
+    func testPNGSixteenBitGrayAlphaCompositesOntoBlack() throws {
+        let path = temporaryDirectory().appendingPathComponent("ga.png").path
+        // (value, alpha) pairs: opaque keeps the value, transparent is black.
+        try PNG.write16(path: path, width: 2, height: 1, channels: 2, pixels: [40000, 65535, 40000, 0])
+        let img = try PNG.read(path: path)
+        XCTAssertEqual(img.channels, 1)
+        XCTAssertEqual(img.data[0], Float(40000) / 65535 * 2 - 1, accuracy: 1e-6)
+        XCTAssertEqual(img.data[1], -1, accuracy: 1e-6)
+    }
+
     func testPNGQuantizeClampsAndRoundsEveryLevel() {
         for p in 0...255 { XCTAssertEqual(PNG.quantize(Float(p) / 255 * 2 - 1, maxValue: 255), p) }
         XCTAssertEqual(PNG.quantize(-3, maxValue: 255), 0)

@@ -59,7 +59,7 @@ public struct ScatterPlot {
         for i in 0..<(points.count / 2) {
             guard let (px, py) = pixel(Double(points[2 * i]), Double(points[2 * i + 1])) else { outside += 1; continue }
             drawn += 1
-            for dy in 0..<2 { for dx in 0..<2 { set(panel, px + dx - 1 + 1, py + dy - 1 + 1, c, alpha: 0.6) } }
+            for dy in 0..<2 { for dx in 0..<2 { set(panel, px + dx, py + dy, c, alpha: 0.6) } }
         }
         return (drawn, outside)
     }
