@@ -13,6 +13,8 @@ let package = Package(
     name: "ddpm",
     products: [
         .executable(name: "schedule", targets: ["schedule"]),
+        .executable(name: "denoise", targets: ["denoise"]),
+        .executable(name: "guide", targets: ["guide"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,6 +28,8 @@ let package = Package(
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: swift5 + [.unsafeFlags(["-Ounchecked", "-wmo"])]),
         .executableTarget(name: "schedule", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "denoise", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "guide", dependencies: shared, swiftSettings: swift5),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: swift5),
     ]
 )

@@ -2,7 +2,7 @@
 // Definitions follow Lin et al. 2024 ("Common diffusion noise schedules and
 // sample steps are flawed"), Table 2, written 0-based over N = from + 1 steps
 // (t = 0 .. from; from = T-1 when sampling from pure noise):
-//   linspace: t_i = round(i (N-1) / (K-1))            (includes 0 and N-1)
+//   linspace: t_i = round(i (N-1) / (K-1))            (includes 0 and N-1; round = half to even, as numpy)
 //   leading:  t_i = i floor(N / K)                    (starts at 0, may stop short of N-1)
 //   trailing: t_j = round(N - j N / K) - 1, j = 0..K-1 (starts at N-1, may stop short of 0)
 // With K = N all three are 0 .. N-1.
@@ -19,13 +19,13 @@ public enum Spacing: String, CaseIterable, Sendable {
         var ts: [Int]
         switch self {
         case .linspace:
-            ts = k == 1 ? [n - 1] : (0..<k).map { Int((Double($0) * Double(n - 1) / Double(k - 1)).rounded()) }
+            ts = k == 1 ? [n - 1] : (0..<k).map { Int((Double($0) * Double(n - 1) / Double(k - 1)).rounded(.toNearestOrEven)) }
         case .leading:
             let stride = n / k
             ts = (0..<k).map { $0 * stride }
         case .trailing:
             let stride = Double(n) / Double(k)
-            ts = (0..<k).map { Int((Double(n) - Double($0) * stride).rounded()) - 1 }.reversed()
+            ts = (0..<k).map { Int((Double(n) - Double($0) * stride).rounded(.toNearestOrEven)) - 1 }.reversed()
         }
         precondition(Set(ts).count == ts.count && ts.allSatisfy { $0 >= 0 && $0 < n }, "spacing produced invalid timesteps")
         return ts
