@@ -159,12 +159,41 @@ final class SamplingToolTests: XCTestCase {
         XCTAssertTrue(r.stderr.split(separator: "\n").last!.hasPrefix("denoise: predictor '/nonexistent/predictor' exited with status 127"), r.stderr)
     }
 
+    func testPythonPredictorFromTheDocs() throws {
+        // The Python block of docs/FORMAT-sample.md, run as a predictor; skipped without python3 + numpy.
+        guard try runTool("guide", ["--version"]).status == 0,
+              (try? runPython(["-c", "import numpy"])) == 0 else { throw XCTSkip("python3 with numpy not available") }
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/FORMAT-sample.md")
+        let text = try String(contentsOf: docs, encoding: .utf8)
+        guard let start = text.range(of: "```python\n"), let end = text.range(of: "\n```", range: start.upperBound..<text.endIndex) else {
+            return XCTFail("no python block in docs/FORMAT-sample.md")
+        }
+        let script = temporaryDirectory().appendingPathComponent("predictor.py")
+        try String(text[start.upperBound..<end.lowerBound]).write(to: script, atomically: true, encoding: .utf8)
+        let common = ["--shape", "2", "-n", "5", "--steps", "20", "--sampler", "ddim", "--eta", "1"]
+        let py = try xs(try denoise(common + ["--predictor", "python3 '\(script.path)'"]))
+        let native = try xs(try denoise(common + ["--analytic", gauss]))
+        XCTAssertEqual(py.count, native.count)
+        for i in 0..<py.count { XCTAssertEqual(py[i], native[i], accuracy: 1e-4) }
+    }
+
+    func runPython(_ args: [String]) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3"] + args
+        p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+        try p.run(); p.waitUntilExit()
+        return p.terminationStatus
+    }
+
     func testHelpAndVersion() throws {
         for tool in ["denoise", "guide"] {
             let h = try runTool(tool, ["--help"])
             XCTAssertEqual(h.status, 0)
             let text = String(decoding: h.stdout, as: UTF8.self)
-            XCTAssertTrue(text.contains("Examples:") && text.contains("reads") && text.contains("--version"), text)
+            let lower = text.lowercased()
+            XCTAssertTrue(text.contains("Examples:") && lower.contains("reads") && lower.contains("writes") && text.contains("--version"), text)
             let v = try runTool(tool, ["--version"])
             XCTAssertEqual(String(decoding: v.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), toolkitVersion)
         }
