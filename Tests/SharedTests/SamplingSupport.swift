@@ -19,6 +19,8 @@ struct Propagated {
     var mean: Double, variance: Double
     /// The whole chain's deterministic part: x_0 = A x_start + B + noise.
     var A: Double, B: Double
+    /// Per step, in the order run (i = K-1 .. 0): x <- a x + b + sigma z.
+    var steps: [(a: Double, b: Double, sigma: Double)] = []
 }
 
 /// Propagates x ~ N(m0, v0) through the chain on ascending timesteps `ts`, written
@@ -29,6 +31,7 @@ struct Propagated {
 func propagate(ts: [Int], alphaBar: [Double], kind: SamplerKind, variance: VarianceKind = .posterior,
                eta: Double = 0, learnedV: Double = 0, m0: Double = 0, v0: Double = 1, eps: AffineEps) -> Propagated {
     var m = m0, v = v0, A = 1.0, B = 0.0
+    var steps: [(a: Double, b: Double, sigma: Double)] = []
     for i in stride(from: ts.count - 1, through: 0, by: -1) {
         let a = alphaBar[ts[i]], ap = i > 0 ? alphaBar[ts[i - 1]] : 1.0
         let (ea, eb) = eps(a)
@@ -57,8 +60,9 @@ func propagate(ts: [Int], alphaBar: [Double], kind: SamplerKind, variance: Varia
         }
         m = sA * m + sB; v = sA * sA * v + sig2
         A = sA * A; B = sA * B + sB
+        steps.append((sA, sB, sig2.squareRoot()))
     }
-    return Propagated(mean: m, variance: v, A: A, B: B)
+    return Propagated(mean: m, variance: v, A: A, B: B, steps: steps)
 }
 
 /// Mean and (unbiased) variance of all values.
