@@ -214,6 +214,20 @@ final class SamplerTests: XCTestCase {
         XCTAssertLessThan(abs(corrected - 0.3), abs(plain - 0.3) - 0.005, "plain \(plain), corrected \(corrected)")
     }
 
+    func testClipKeepsPredictedX0InRange() throws {
+        // Data N(0, 2^2) mostly lies outside [-1, 1]. With --clip the last step returns the clipped x0^,
+        // so every sample is in [-1, 1] (DDPM: coef1'_0 = 1, coef2'_0 = 0; DDIM: eps recomputed from it).
+        let p = GaussianMixturePredictor(components: [GaussianComponent(mu: 0, sigma: 2)], schedule: linear, sampleShape: [2])
+        for kind in SamplerKind.allCases {
+            var o = options(kind, steps: 20)
+            let free = try sampleInProcess(p, schedule: linear, options: o, n: 200, d: 2)
+            XCTAssertGreaterThan(free.filter { abs($0) > 1 }.count, 100, "\(kind) without clip")
+            o.clip = true
+            let clipped = try sampleInProcess(p, schedule: linear, options: o, n: 200, d: 2)
+            XCTAssertTrue(clipped.allSatisfy { abs($0) <= 1 }, "\(kind) with clip")
+        }
+    }
+
     func testZeroTerminalSNRStartsAtFirstFiniteStep() throws {
         let z = try Schedule.make(.linear, zeroTerminalSNR: true)
         XCTAssertEqual(z.alphaBar[999], 0)
