@@ -4,6 +4,7 @@
 // Algorithm 5). Randomness: sample j draws x_T and every step's z from
 // RandomStream(seed, .sampler, j) in order, and the corrector's noise from
 // RandomStream(seed, .corrector, j), so samples do not depend on batching.
+// A step draws its d normals z only when it adds noise (not at the last step, not in DDIM with eta = 0).
 //
 // Step i of K goes from t_i to t_{i-1} (the previous timestep of the list; below
 // t_0 lies x_0, abar = 1). On the respaced chain (Spacing.swift):
@@ -130,6 +131,8 @@ public final class Sampler {
                 case .learned: return nil
                 }
             }()
+            // z is drawn at every step but the last, except by DDIM steps with sigma = 0 (eta = 0) which need none.
+            let drawZ = i > 0 && (options.kind == .ddpm || sigmaDDIM > 0)
             for s in 0..<n {
                 for j in s * d ..< (s + 1) * d {
                     let xt = Double(x[j])
@@ -140,7 +143,7 @@ public final class Sampler {
                         eps = Posterior.predictEps(xt: xt, x0: xs, alphaBar: abar)
                     }
                     x0[j] = Float(xs)
-                    let z = i > 0 ? Double(noise[s].nextNormal()) : 0
+                    let z = drawZ ? Double(noise[s].nextNormal()) : 0
                     switch options.kind {
                     case .ddpm:
                         let mean = Posterior.mean(x0: xs, xt: xt, t: i, schedule: chain)
