@@ -145,6 +145,8 @@ final class SamplingToolTests: XCTestCase {
         try assertFails("denoise", base + ["--predictor", "exit 3", "--shape", "2"], "exited with status 3")
         try assertFails("denoise", base + ["--predictor", "echo garbage-garbage; cat > /dev/null", "--shape", "2"], "bad answer from the predictor")
         try assertFails("denoise", base + ["--predictor", "cat", "--shape", "2"], "no 'eps'")
+        try assertFails("denoise", base + ["--predictor", "\(toolPath("guide")) --analytic '\(gauss)'", "--shape", "2", "--variance", "learned"],
+                        "answered no 'v'")
         var wrong = Frame(metadata: ["kind": "eps"])
         wrong["eps"] = Tensor([Float](repeating: 0, count: 6), shape: [2, 3])
         let reply = temporaryDirectory().appendingPathComponent("r.st").path
