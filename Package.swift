@@ -14,6 +14,8 @@ let package = Package(
     products: [
         .executable(name: "schedule", targets: ["schedule"]),
         .executable(name: "tensor", targets: ["tensor"]),
+        .executable(name: "denoise", targets: ["denoise"]),
+        .executable(name: "guide", targets: ["guide"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,6 +30,8 @@ let package = Package(
                 swiftSettings: swift5 + [.unsafeFlags(["-Ounchecked", "-wmo"])]),
         .executableTarget(name: "schedule", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "tensor", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "denoise", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "guide", dependencies: shared, swiftSettings: swift5),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: swift5),
     ]
 )

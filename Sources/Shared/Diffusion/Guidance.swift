@@ -1,0 +1,114 @@
+// Guidance: mixing conditional and unconditional predictions (classifier-free)
+// and shifting eps by a classifier's gradient (classifier guidance).
+//
+// Scale conventions. Here W is the weight on the conditional prediction:
+//   eps = eps_uncond + W (eps_cond - eps_uncond)
+// W = 1 is plain conditional sampling, W = 0 unconditional. Ho & Salimans
+// (2021) write eps = (1 + w) eps_cond - w eps_uncond, i.e. w = W - 1.
+import Foundation
+
+public enum Guidance {
+    /// Classifier-free guidance: eps_uncond + W (eps_cond - eps_uncond)  (Ho & Salimans 2021, eq. 6 with w = W - 1).
+    public static func classifierFree(cond: [Float], uncond: [Float], scale w: Double) -> [Float] {
+        precondition(cond.count == uncond.count)
+        var out = [Float](repeating: 0, count: cond.count)
+        for i in 0..<cond.count {
+            let u = Double(uncond[i])
+            out[i] = Float(u + w * (Double(cond[i]) - u))
+        }
+        return out
+    }
+
+    /// Guidance rescale (Lin et al. 2024, eq. 15-16), per sample of `sampleSize` values:
+    ///   x_rescaled = x_cfg std(x_cond) / std(x_cfg);  x = phi x_rescaled + (1 - phi) x_cfg.
+    /// Lin et al. apply it to v-predictions; here it is applied to whatever is
+    /// mixed (eps for the tools). std is over all values of one sample.
+    public static func rescale(guided: [Float], cond: [Float], phi: Double, sampleSize d: Int) -> [Float] {
+        precondition(guided.count == cond.count && d > 0 && guided.count % d == 0)
+        guard phi != 0 else { return guided }
+        var out = guided
+        for s in 0..<(guided.count / d) {
+            let r = s * d ..< (s + 1) * d
+            let sc = standardDeviation(cond[r]), sg = standardDeviation(guided[r])
+            let factor = sg > 0 ? sc / sg : 1
+            for i in r {
+                let g = Double(guided[i])
+                out[i] = Float(phi * g * factor + (1 - phi) * g)
+            }
+        }
+        return out
+    }
+
+    /// Classifier-free guidance followed by the rescale (phi = 0: none).
+    public static func mix(cond: [Float], uncond: [Float], scale w: Double, rescale phi: Double, sampleSize d: Int) -> [Float] {
+        let g = classifierFree(cond: cond, uncond: uncond, scale: w)
+        return phi == 0 ? g : rescale(guided: g, cond: cond, phi: phi, sampleSize: d)
+    }
+
+    /// Classifier guidance: eps~ = eps - sqrt(1 - abar_t) S grad_x log p(y | x_t)
+    /// (Dhariwal & Nichol 2021, Algorithm 2 / eq. 14). `gradient` per element, `sqrtOneMinusAlphaBar` per sample.
+    public static func classifier(eps: [Float], gradient: [Float], sqrtOneMinusAlphaBar s: [Double], scale: Double) -> [Float] {
+        precondition(eps.count == gradient.count && !s.isEmpty && eps.count % s.count == 0)
+        let d = eps.count / s.count
+        var out = eps
+        for i in 0..<eps.count {
+            out[i] = Float(Double(eps[i]) - s[i / d] * scale * Double(gradient[i]))
+        }
+        return out
+    }
+
+    /// Population standard deviation of a slice, in Double.
+    static func standardDeviation(_ a: ArraySlice<Float>) -> Double {
+        guard !a.isEmpty else { return 0 }
+        var m = 0.0
+        for v in a { m += Double(v) }
+        m /= Double(a.count)
+        var q = 0.0
+        for v in a { q += (Double(v) - m) * (Double(v) - m) }
+        return (q / Double(a.count)).squareRoot()
+    }
+}
+
+/// A predictor with classifier-free guidance built in: predict(y) mixes the
+/// base's conditional answer with its unconditional one (y = nil).
+public final class ClassifierFreeGuided: EpsPredictor {
+    public let base: EpsPredictor
+    public let scale: Double
+    public let rescale: Double
+    public init(_ base: EpsPredictor, scale: Double, rescale: Double = 0) {
+        self.base = base; self.scale = scale; self.rescale = rescale
+    }
+    public var sampleShape: [Int] { base.sampleShape }
+    public var learnsVariance: Bool { base.learnsVariance }
+    public var describe: String { base.describe }
+    public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
+        guard let y else { throw DDPMError("classifier-free guidance needs class labels (--label or 'y' in the input)") }
+        let c = try base.checkedPredict(x: x, t: t, y: y)
+        let u = try base.checkedPredict(x: x, t: t, y: nil)
+        // The learned variance is taken from the conditional answer.
+        return Prediction(eps: Guidance.mix(cond: c.eps, uncond: u.eps, scale: scale, rescale: rescale, sampleSize: base.sampleSize), v: c.v)
+    }
+}
+
+/// A predictor with classifier guidance: eps~ = eps - sqrt(1 - abar_t) S grad log p(y | x_t).
+/// `gradient(x, t, y)` returns grad_x log p(y | x_t) per element.
+public final class ClassifierGuided: EpsPredictor {
+    public let base: EpsPredictor
+    public let scale: Double
+    public let schedule: Schedule
+    public let gradient: ([Float], [Int], [Int]) throws -> [Float]
+    public init(_ base: EpsPredictor, schedule: Schedule, scale: Double, gradient: @escaping ([Float], [Int], [Int]) throws -> [Float]) {
+        self.base = base; self.schedule = schedule; self.scale = scale; self.gradient = gradient
+    }
+    public var sampleShape: [Int] { base.sampleShape }
+    public var learnsVariance: Bool { base.learnsVariance }
+    public var describe: String { base.describe + " + classifier" }
+    public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
+        guard let y else { throw DDPMError("classifier guidance needs class labels") }
+        var p = try base.checkedPredict(x: x, t: t, y: nil)
+        let g = try gradient(x, t, y)
+        guard g.count == x.count else { throw DDPMError("classifier gradient has \(g.count) values for \(x.count) inputs") }
+        p.eps = Guidance.classifier(eps: p.eps, gradient: g, sqrtOneMinusAlphaBar: t.map { schedule.sqrtOneMinusAlphaBar[$0] }, scale: scale)
+        return p
+    }
+}

@@ -1,0 +1,47 @@
+// The reverse process asks a predictor for eps_theta(x_t, t, y): an analytic
+// one (AnalyticPredictors.swift), a process speaking the stream protocol
+// (ExternalPredictor.swift) or, later, a trained `Network` wrapped in this protocol.
+
+/// What a predictor answers for a batch: the noise estimate and, for a
+/// learned variance, the raw interpolation output v (same size as eps).
+///
+/// Convention for v (Nichol & Dhariwal 2021, eq. 15): frac = (v + 1) / 2,
+/// log Sigma_t = frac log beta_t + (1 - frac) log beta~_t, with the clipped
+/// log beta~ (`Schedule.posteriorLogVarianceClipped`) and, when respaced, the
+/// respaced beta and beta~.
+public struct Prediction {
+    public var eps: [Float]
+    public var v: [Float]?
+    public init(eps: [Float], v: [Float]? = nil) { self.eps = eps; self.v = v }
+}
+
+/// eps_theta(x_t, t, y). Integration point for a trained model: wrap a
+/// `Network` (NN/Network.swift) in a class conforming to this protocol; the
+/// samplers, guidance and both tools then work with it unchanged.
+public protocol EpsPredictor: AnyObject {
+    /// Shape of one sample ([D] or [C, H, W]).
+    var sampleShape: [Int] { get }
+    /// True when `predict` also returns `v` (learned variance).
+    var learnsVariance: Bool { get }
+    /// A short description for output metadata (e.g. the command or the analytic spec).
+    var describe: String { get }
+    /// `x` holds t.count samples of prod(sampleShape) values, `t` 0-based timesteps
+    /// of the FULL schedule, `y` class labels or nil for the unconditional prediction.
+    func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction
+}
+
+extension EpsPredictor {
+    public var sampleSize: Int { sampleShape.reduce(1, *) }
+
+    /// Calls `predict` and checks the answer's sizes.
+    public func checkedPredict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
+        let p = try predict(x: x, t: t, y: y)
+        guard p.eps.count == x.count else {
+            throw DDPMError("predictor answered \(p.eps.count) eps values for \(x.count) inputs")
+        }
+        if let v = p.v, v.count != x.count {
+            throw DDPMError("predictor answered \(v.count) v values for \(x.count) inputs")
+        }
+        return p
+    }
+}
