@@ -247,3 +247,54 @@ public final class Trainer {
         return value
     }
 }
+
+// MARK: the training facts in a model file's metadata
+
+extension TrainConfig {
+    /// The metadata keys that reproduce a run (docs/FORMAT-train.md).
+    public var metadata: [String: String] {
+        ["loss": loss.rawValue, "vlb_weight": "\(vlbWeight)", "classes": String(classes), "p_uncond": "\(pUncond)",
+         "seed": String(seed), "batch": String(batch), "lr": "\(optimizer.lr)", "adam_beta1": "\(optimizer.beta1)",
+         "adam_beta2": "\(optimizer.beta2)", "adam_eps": "\(optimizer.eps)", "warmup": String(optimizer.warmup),
+         "clip": "\(optimizer.clip)", "weight_decay": "\(optimizer.weightDecay)", "ema_decay": "\(emaDecay)"]
+    }
+
+    /// Reads back `metadata` (for --resume); every key must be present and valid.
+    public init(metadata m: [String: String]) throws {
+        func value<T>(_ key: String, _ parse: (String) -> T?) throws -> T {
+            guard let s = m[key], let v = parse(s) else { throw DDPMError("checkpoint metadata lacks a valid '\(key)'") }
+            return v
+        }
+        self.init()
+        loss = try value("loss") { LossKind(rawValue: $0) }
+        vlbWeight = try value("vlb_weight") { Double($0) }
+        classes = try value("classes") { Int($0) }
+        pUncond = try value("p_uncond") { Double($0) }
+        seed = try value("seed") { UInt64($0) }
+        batch = try value("batch") { Int($0) }
+        optimizer.lr = try value("lr") { Double($0) }
+        optimizer.beta1 = try value("adam_beta1") { Double($0) }
+        optimizer.beta2 = try value("adam_beta2") { Double($0) }
+        optimizer.eps = try value("adam_eps") { Double($0) }
+        optimizer.warmup = try value("warmup") { Int($0) }
+        optimizer.clip = try value("clip") { Double($0) }
+        optimizer.weightDecay = try value("weight_decay") { Double($0) }
+        emaDecay = try value("ema_decay") { Double($0) }
+    }
+}
+
+extension Trainer {
+    /// The model (`checkpoint == false`) or checkpoint frame of the current state (ModelFile.frame),
+    /// with the run's facts: config, data shape and count, steps done.
+    public func frame(checkpoint: Bool, extra: [String: String] = [:]) -> Frame {
+        var info = config.metadata
+        info["tool"] = "train"
+        info["data_shape"] = data.sampleShape.map(String.init).joined(separator: ",")
+        info["data_count"] = String(data.count)
+        info["steps"] = String(step)
+        info["decoder"] = loss.decoder.rawValue
+        for (k, v) in extra { info[k] = v }
+        return ModelFile.frame(network: network, ema: ema, schedule: schedule, info: info,
+                               optimizer: checkpoint ? optimizer : nil)
+    }
+}

@@ -92,7 +92,7 @@ public enum ModelFile {
     /// Rebuilds the network of a model or checkpoint frame (with `factory`, normally
     /// `NetworkFactory.make`) and loads the chosen weights into it.
     public static func load(frame: Frame, weights: WeightChoice = .ema,
-                            factory: ([String: String]) throws -> Network) throws -> LoadedModel {
+                            factory: ([String: String]) throws -> Network = NetworkFactory.make(architecture:)) throws -> LoadedModel {
         guard frame.kind == "model" || frame.kind == "checkpoint" else {
             throw DDPMError("expected a model or checkpoint frame, got kind '\(frame.kind ?? "none")'")
         }
@@ -106,7 +106,7 @@ public enum ModelFile {
 
     /// `load(frame:)` on the first frame of a file; errors name the file.
     public static func load(path: String, weights: WeightChoice = .ema,
-                            factory: ([String: String]) throws -> Network) throws -> LoadedModel {
+                            factory: ([String: String]) throws -> Network = NetworkFactory.make(architecture:)) throws -> LoadedModel {
         do { return try load(frame: try Frame.load(path: path), weights: weights, factory: factory) }
         catch let e as DDPMError { throw DDPMError("\(path): \(e.message)") }
     }
