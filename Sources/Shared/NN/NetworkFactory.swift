@@ -22,10 +22,34 @@ public enum NetworkFactory {
             try p.finish()
             net = MLP(dim: dim, width: width, depth: depth, sinusoidDim: temb, classes: classes,
                       learnSigma: learnSigma, seed: seed)
+        case "unet":
+            var c = UNetConfig(inShape: try p.ints("in_shape", nil, min: 1))
+            c.channels = try p.int("channels", 32, min: 1)
+            c.mults = try p.ints("mults", [1, 2, 2], min: 1)
+            c.resBlocks = try p.int("res_blocks", 2, min: 1)
+            c.attnResolutions = try p.ints("attn", [], min: 1)
+            c.heads = try p.int("heads", 0, min: 0)
+            c.headDim = try p.int("head_dim", 8, min: 1)
+            c.groups = try p.int("groups", 8, min: 1)
+            c.dropout = Float(try p.double("dropout", 0, range: 0...0.999))
+            c.classes = try p.int("classes", 0, min: 0)
+            c.learnSigma = try p.bool("learn_sigma", false)
+            c.seed = try p.uint64("seed", 0)
+            try p.finish()
+            net = try UNet(config: c)
         default:
             throw DDPMError("architecture: unknown arch '\(arch)' (expected mlp or unet)")
         }
         return net
+    }
+
+    /// The peer's "bench-unet-28": 1x28x28, channels 32, mults 1,2,2, 2 res blocks,
+    /// attention at 7x7 with 8 heads of dim 8, 8 groups; 1,623,169 parameters
+    /// (1,624,577 with classes = 10, i.e. 11 class rows).
+    public static func benchUNet28(classes: Int = 0, seed: UInt64 = 0) -> UNet {
+        try! UNet(config: UNetConfig(inShape: [1, 28, 28], channels: 32, mults: [1, 2, 2], resBlocks: 2,
+                                     attnResolutions: [7], heads: 8, headDim: 8, groups: 8, dropout: 0,
+                                     classes: classes, learnSigma: false, seed: seed))
     }
 
     /// The peer's "mlp-2d": 34 -> 128 -> 128 -> 128 -> 2, 37,762 parameters.
