@@ -33,8 +33,8 @@ struct TrainTool: ParsableCommand {
     @Option(help: "U-Net base channels (default 32).") var channels: Int?
     @Option(help: "U-Net channel multipliers per level (default 1,2,2).") var mults: String?
     @Option(help: "U-Net residual blocks per level (default 2).") var resBlocks: Int?
-    @Option(help: "U-Net attention at these resolutions, comma-separated (default 7 at 28x28; '' for none).") var attn: String?
-    @Option(help: "U-Net attention heads (default 8).") var heads: Int?
+    @Option(help: "U-Net attention at these resolutions, comma-separated (default: the lowest, 7 for 28x28; '' for none).") var attn: String?
+    @Option(help: "U-Net attention heads (default: channels / 8, i.e. heads of dim 8).") var heads: Int?
     @Option(help: "U-Net GroupNorm groups (default 8).") var groups: Int?
     @Option(help: "U-Net dropout probability (default 0.1).") var dropout: Double?
     // MLP
@@ -145,11 +145,14 @@ struct TrainTool: ParsableCommand {
                     throw DDPMError("--arch unet needs image data [N, C, H, W]; the data has samples of shape \(dataset.sampleShape)")
                 }
                 a["in_shape"] = dataset.sampleShape.map(String.init).joined(separator: ",")
+                let m = mults ?? "1,2,2"
                 a["channels"] = String(channels ?? 32)
-                a["mults"] = mults ?? "1,2,2"
+                a["mults"] = m
                 a["res_blocks"] = String(resBlocks ?? 2)
-                a["attn"] = attn ?? (dataset.sampleShape[1] >= 28 ? "7" : "")
-                a["heads"] = String(heads ?? 8)
+                // Default: attention at the lowest resolution of the down path (7 for 28x28 with 3 levels).
+                let levels = max(1, m.split(separator: ",").count)
+                a["attn"] = attn ?? String(dataset.sampleShape[1] >> (levels - 1))
+                if let heads { a["heads"] = String(heads) }   // else heads of dim 8
                 a["groups"] = String(groups ?? 8)
                 a["dropout"] = "\(dropout ?? 0.1)"
             }

@@ -218,6 +218,33 @@ final class TrainTests: XCTestCase {
         for p in loaded.network.parameters { XCTAssertEqual(p.value, fa["ema." + p.name]!.floats) }
         let raw = try ModelFile.load(path: a, weights: .raw)
         for p in raw.network.parameters { XCTAssertEqual(p.value, fa["raw." + p.name]!.floats) }
+        // The same for a small U-Net on 8x8 images: hybrid loss (discretised decoder), classes,
+        // dropout 0.1 (masks keyed by step), warm-up, 2 levels with attention at 4x4.
+        var img = Frame(metadata: ["kind": "batch"])
+        var rr = RandomStream(seed: 8, purpose: .toy, index: 0)
+        img["x"] = Tensor((0..<(40 * 64)).map { _ in Float(rr.nextInt(below: 256)) / 127.5 - 1 }, shape: [40, 1, 8, 8])
+        img["y"] = Tensor((0..<40).map { Int64($0 % 4) }, shape: [40])
+        let imgData = dir.appendingPathComponent("img.st").path
+        try Frame.save([img], path: imgData)
+        let ucommon = ["--data", imgData, "--batch", "6", "--channels", "8", "--mults", "1,2", "--res-blocks", "1",
+                       "--dropout", "0.1", "--warmup", "3", "--loss", "hybrid", "--quiet"]
+        let ua = dir.appendingPathComponent("ua.st").path, ub = dir.appendingPathComponent("ub.st").path
+        let uck = dir.appendingPathComponent("uck.st").path
+        r = try runTool("train", ucommon + ["--steps", "10", "-o", ua])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try runTool("train", ucommon + ["--steps", "5", "--checkpoint", uck, "-o", ub])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try runTool("train", ["--data", imgData, "--resume", uck, "--steps", "10", "-o", ub, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let fua = try Frame.load(path: ua), fub = try Frame.load(path: ub)
+        XCTAssertEqual(fua.metadata["arch.arch"], "unet")
+        XCTAssertEqual(fua.metadata["decoder"], "discretized-8bit")
+        XCTAssertEqual(fua.names, fub.names)
+        for name in fua.names {
+            guard case .f32(let x) = fua[name]!.storage, case .f32(let y) = fub[name]!.storage else { continue }
+            XCTAssertEqual(x.map(\.bitPattern), y.map(\.bitPattern), "U-Net tensor \(name) differs after resume")
+        }
+
         // Resuming with a flag the checkpoint fixes is refused.
         r = try runTool("train", ["--data", data, "--resume", ck, "--steps", "30", "--lr", "1", "-o", b])
         XCTAssertNotEqual(r.status, 0)

@@ -230,6 +230,7 @@ public final class Trainer {
     public func trainStep() throws -> LossValue {
         let k = step
         makeBatch(step: k)
+        if let unet = network as? UNet { unet.step = UInt64(k) }   // dropout masks keyed by step
         beforeStep?(k)
         let out = network.forward(xt, t: t, y: config.classes > 0 ? y : nil, training: true)
         let value = loss.evaluate(output: out, x0: x0, xt: xt, eps: eps, t: t, gradient: &gradient)
