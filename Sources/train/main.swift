@@ -60,6 +60,7 @@ struct TrainTool: ParsableCommand {
     @Option(help: "Checkpoint period in steps (default 1000).") var every: Int?
     @Option(help: "Continue from a checkpoint FILE.") var resume: String?
     @Option(help: "Append 'step,loss' CSV lines to FILE.") var log: String?
+    @Flag(help: "Train the noise-aware classifier p(y | x_t, t) for classifier guidance instead (needs 'y'; an MLP over the flattened sample with --width (256) --depth (2); cross-entropy on x_t, t uniform; written as kind 'classifier').") var classifier = false
     @Flag(help: "No progress on stderr.") var quiet = false
 
     func run() throws {
@@ -72,7 +73,7 @@ struct TrainTool: ParsableCommand {
                 ("--batch", batch != nil), ("--lr", lr != nil), ("--warmup", warmup != nil), ("--clip", clip != nil),
                 ("--ema", ema != nil), ("--weight-decay", weightDecay != nil), ("--seed", seed != nil),
                 ("--schedule", schedule != nil), ("--loss", loss != nil), ("--vlb-weight", vlbWeight != nil),
-                ("--classes", classes != nil), ("--p-uncond", pUncond != nil)]
+                ("--classes", classes != nil), ("--p-uncond", pUncond != nil), ("--classifier", classifier)]
             if let (flag, _) = fixed.first(where: { $0.1 }) {
                 throw DDPMError("\(flag) cannot be combined with --resume (the checkpoint fixes it)")
             }
@@ -103,12 +104,17 @@ struct TrainTool: ParsableCommand {
         } else {
             var config = TrainConfig()
             let isImage = dataset.sampleShape.count == 3
-            let archName = arch ?? (isImage ? "unet" : "mlp")
-            guard archName == "unet" || archName == "mlp" else { throw DDPMError("--arch must be unet or mlp, got '\(archName)'") }
+            if classifier {
+                if let arch { throw DDPMError("--arch \(arch) does not apply to --classifier (an MLP encoder)") }
+                if loss == "hybrid" { throw DDPMError("--loss hybrid does not apply to --classifier (cross-entropy)") }
+                config.objective = .classifier
+            }
+            let archName = classifier ? "classifier-mlp" : arch ?? (isImage ? "unet" : "mlp")
+            guard archName == "unet" || archName == "mlp" || classifier else { throw DDPMError("--arch must be unet or mlp, got '\(archName)'") }
             guard let lossKind = LossKind(rawValue: loss ?? "simple") else {
                 throw DDPMError("--loss must be simple or hybrid, got '\(loss!)'")
             }
-            config.loss = lossKind
+            config.loss = classifier ? .simple : lossKind
             config.vlbWeight = vlbWeight ?? 0.001
             guard config.vlbWeight >= 0 else { throw DDPMError("--vlb-weight must be >= 0") }
             if let classes {
@@ -119,7 +125,7 @@ struct TrainTool: ParsableCommand {
             }
             config.pUncond = pUncond ?? 0.1
             config.seed = seed ?? 0
-            config.batch = batch ?? (archName == "unet" ? 64 : 256)
+            config.batch = batch ?? (archName == "unet" ? 64 : (classifier && isImage ? 128 : 256))
             config.optimizer.lr = lr ?? (archName == "unet" ? 2e-4 : 1e-3)
             config.optimizer.warmup = warmup ?? 0
             config.optimizer.clip = clip ?? 1
@@ -132,7 +138,16 @@ struct TrainTool: ParsableCommand {
             guard config.emaDecay >= 0 && config.emaDecay < 1 else { throw DDPMError("--ema must lie in [0, 1), got \(config.emaDecay)") }
             var a: [String: String] = ["arch": archName, "classes": String(config.classes),
                                        "learn_sigma": String(lossKind == .hybrid), "seed": String(config.seed)]
-            if archName == "mlp" {
+            if classifier {
+                guard dataset.y != nil, config.classes >= 2 else {
+                    throw DDPMError("--classifier needs labels 'y' with at least 2 classes")
+                }
+                a["learn_sigma"] = nil
+                a["in_shape"] = dataset.sampleShape.map(String.init).joined(separator: ",")
+                a["width"] = String(width ?? 256)
+                a["depth"] = String(depth ?? 2)
+                a["temb_dim"] = String(tembDim ?? 32)
+            } else if archName == "mlp" {
                 guard dataset.sampleShape.count == 1 else {
                     throw DDPMError("--arch mlp needs vector data [N, D]; the data has samples of shape \(dataset.sampleShape)")
                 }
@@ -156,7 +171,7 @@ struct TrainTool: ParsableCommand {
                 a["groups"] = String(groups ?? 8)
                 a["dropout"] = "\(dropout ?? 0.1)"
             }
-            let network = try NetworkFactory.make(architecture: a)
+            let network = try makeAnyNetwork(architecture: a)
             trainer = try Trainer(network: network, schedule: sched, data: dataset, config: config)
         }
 
@@ -200,7 +215,8 @@ struct TrainTool: ParsableCommand {
             let elapsed = Date().timeIntervalSince(start)
             let exPerSec = elapsed > 0 ? Double((k - first) * trainer.config.batch) / elapsed : 0
             if k == totalSteps || recentCount >= 50 {
-                progress.update(k - first, extra: String(format: "loss %.4g, %.0f ex/s", recent / Double(recentCount), exPerSec), unit: "step")
+                let acc = value.accuracy.isNaN ? "" : String(format: ", batch accuracy %.3f", value.accuracy)
+                progress.update(k - first, extra: String(format: "loss %.4g, %.0f ex/s", recent / Double(recentCount), exPerSec) + acc, unit: "step")
                 recent = 0; recentCount = 0
             }
         }

@@ -372,3 +372,85 @@ func runProcess(_ path: String, _ args: [String]) throws -> (status: Int32, stdo
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
+
+final class TrainClassifierTests: XCTestCase {
+    func testCrossEntropyAndGuidanceGradientsAgainstFiniteDifferences() throws {
+        // Cross-entropy: d/d logits = (softmax - onehot) / n, checked by central differences in Double.
+        let logits: [Float] = [0.3, -1.2, 2.0, 0.5, 0.1, -0.4]
+        let labels = [2, 0]
+        var g = [Float]()
+        let (ce, acc) = Losses.crossEntropy(logits: logits, labels: labels, classes: 3, gradient: &g)
+        // Row 0: -log softmax = log(e^.3 + e^-1.2 + e^2) - 2; row 1: log(e^.5 + e^.1 + e^-.4) - .5.
+        let expected = (log(exp(0.3) + exp(-1.2) + exp(2.0)) - 2 + log(exp(0.5) + exp(0.1) + exp(-0.4)) - 0.5) / 2
+        XCTAssertEqual(ce, expected, accuracy: 1e-6)
+        XCTAssertEqual(acc, 1)   // both argmaxes are the labels
+        for j in 0..<6 {
+            var up = logits, down = logits, s = [Float]()
+            up[j] += 1e-2; down[j] -= 1e-2
+            let fd = (Losses.crossEntropy(logits: up, labels: labels, classes: 3, gradient: &s).loss
+                - Losses.crossEntropy(logits: down, labels: labels, classes: 3, gradient: &s).loss) / Double(up[j] - down[j])
+            XCTAssertEqual(Double(g[j]), fd, accuracy: 1e-4)   // O(h^2) = 1e-4 x third derivative <= 1
+        }
+
+        // grad_x log p(y | x_t, t) through a small classifier, against central differences of log p.
+        let net = try NoiseAwareClassifier(inShape: [3], width: 16, depth: 2, sinusoidDim: 8, classes: 4, seed: 2)
+        var r = RandomStream(seed: 1, purpose: .noise, index: 0)
+        let x = (0..<(5 * 3)).map { _ in r.nextNormal() }
+        let t = [0, 10, 200, 500, 999], y = [0, 1, 2, 3, 1]
+        let (lp, grad) = classifierLogProbGradient(net, x: x, t: t, y: y)
+        XCTAssertTrue(lp.allSatisfy { $0 < 0 })
+        for p in net.parameters { XCTAssertTrue(p.grad.allSatisfy { $0 == 0 }) }
+        // Float network, log p in Double: h = 1e-2 keeps the logits' rounding (~1e-7) small next to
+        // the difference, truncation O(h^2) ~ 1e-4 relative: tolerance 1e-2 of the largest gradient.
+        var maxAn: Float = 0, maxErr = 0.0
+        for j in 0..<(5 * 3) {
+            var up = x, down = x
+            up[j] += 1e-2; down[j] -= 1e-2
+            let s = j / 3
+            let fd = (classifierLogProbGradient(net, x: up, t: t, y: y).logProb[s]
+                - classifierLogProbGradient(net, x: down, t: t, y: y).logProb[s]) / Double(up[j] - down[j])
+            maxAn = max(maxAn, abs(grad[j]))
+            maxErr = max(maxErr, abs(fd - Double(grad[j])))
+        }
+        XCTAssertGreaterThan(maxAn, 1e-3)
+        XCTAssertLessThanOrEqual(maxErr, 1e-2 * Double(maxAn) + 1e-5)
+    }
+
+    func testClassifierTrainsOnNoisedData() throws {
+        // Two classes: the swiss-roll points with x > 0 (label 1) and x <= 0 (label 0).
+        let n = 2000
+        let xs = swissRoll(n: n, seed: 6)
+        var f = Frame(metadata: ["kind": "batch"])
+        f["x"] = Tensor(xs, shape: [n, 2])
+        f["y"] = Tensor((0..<n).map { Int64(xs[2 * $0] > 0 ? 1 : 0) }, shape: [n])
+        let dir = temporaryDirectory()
+        let out = dir.appendingPathComponent("clf.safetensors").path
+        let r = try runTool("train", ["--classifier", "--steps", "400", "--batch", "128", "--width", "64", "-o", out, "--quiet"],
+                            stdin: try encode([f]))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let loaded = try ModelFile.load(path: out)
+        XCTAssertEqual(loaded.metadata["kind"], "classifier")
+        XCTAssertEqual(loaded.network.outputShape, [2])
+        // Accuracy on fresh points: at t <= 20 the label is a near-deterministic function of x_t
+        // (only points within ~0.1 of x = 0 are ambiguous: a few percent); at t = 999, x_t carries
+        // almost no information (sqrt(abar) = 0.006), so accuracy falls to the majority rate.
+        let test = swissRoll(n: 1000, seed: 60)
+        let schedule = loaded.schedule
+        func accuracy(_ tv: Int) -> Double {
+            var r = RandomStream(seed: 3, purpose: .noise, index: UInt64(tv))
+            let xt = test.map { Float(schedule.sqrtAlphaBar[tv]) * $0 + Float(schedule.sqrtOneMinusAlphaBar[tv]) * r.nextNormal() }
+            let logits = loaded.network.forward(xt, t: [Int](repeating: tv, count: 1000), y: nil, training: false)
+            var correct = 0
+            for i in 0..<1000 {
+                let label = test[2 * i] > 0 ? 1 : 0
+                if (logits[2 * i + 1] > logits[2 * i] ? 1 : 0) == label { correct += 1 }
+            }
+            return Double(correct) / 1000
+        }
+        let low = accuracy(10), high = accuracy(999)
+        let majority = Double((0..<1000).filter { test[2 * $0] > 0 }.count) / 1000
+        print("classifier accuracy: t=10 \(low), t=999 \(high) (majority \(max(majority, 1 - majority)))")
+        XCTAssertGreaterThan(low, 0.9)
+        XCTAssertLessThan(high, max(majority, 1 - majority) + 0.06)
+    }
+}

@@ -131,6 +131,8 @@ public struct LossValue: Sendable {
     public var simple: Double
     /// mean over the batch of the per-sample L_vlb term L_t in bits per dim (0 for `simple`).
     public var vlbTerm: Double
+    /// Classifier training: the fraction of the batch classified correctly (NaN otherwise).
+    public var accuracy: Double = .nan
 }
 
 /// The loss of an eps-prediction network, with its gradient with respect to the network output.
@@ -262,5 +264,40 @@ public struct DiffusionLoss {
         let vlb = vlbSum / Double(n)
         let loss = kind == .hybrid ? simple + vlbWeight * T * vlb : simple
         return LossValue(loss: loss, simple: simple, vlbTerm: vlb)
+    }
+}
+
+// MARK: cross-entropy (the noise-aware classifier)
+
+extension Losses {
+    /// log sum_c exp(logits[row, c]) (max-shifted) and the softmax probabilities of that row.
+    public static func logSoftmax(_ logits: [Float], row: Int, classes k: Int) -> (Double, [Double]) {
+        var mx = -Double.infinity
+        for c in 0..<k { mx = max(mx, Double(logits[row * k + c])) }
+        var sum = 0.0
+        var p = [Double](repeating: 0, count: k)
+        for c in 0..<k { p[c] = exp(Double(logits[row * k + c]) - mx); sum += p[c] }
+        for c in 0..<k { p[c] /= sum }
+        return (mx + log(sum), p)
+    }
+
+    /// Cross-entropy mean_i -log softmax(logits_i)[y_i] over n rows of k logits; gradient
+    /// d L / d logits = (softmax - onehot(y)) / n. Also returns the fraction of rows whose argmax is y.
+    public static func crossEntropy(logits: [Float], labels: [Int], classes k: Int, gradient: inout [Float]) -> (loss: Double, accuracy: Double) {
+        let n = labels.count
+        precondition(logits.count == n * k)
+        if gradient.count != n * k { gradient = [Float](repeating: 0, count: n * k) }
+        var loss = 0.0, correct = 0
+        for s in 0..<n {
+            let (lse, p) = logSoftmax(logits, row: s, classes: k)
+            loss += lse - Double(logits[s * k + labels[s]])
+            var best = 0
+            for c in 0..<k {
+                gradient[s * k + c] = Float((p[c] - (c == labels[s] ? 1 : 0)) / Double(n))
+                if logits[s * k + c] > logits[s * k + best] { best = c }
+            }
+            if best == labels[s] { correct += 1 }
+        }
+        return (loss / Double(n), Double(correct) / Double(n))
     }
 }

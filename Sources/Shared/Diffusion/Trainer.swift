@@ -89,7 +89,13 @@ public struct TrainingData {
 }
 
 /// Everything that shapes a training run besides the network and the data.
+/// What is trained: the eps-prediction network, or the noise-aware classifier p(y | x_t, t).
+public enum TrainObjective: String, Sendable {
+    case denoiser, classifier
+}
+
 public struct TrainConfig: Sendable {
+    public var objective: TrainObjective = .denoiser
     public var batch: Int = 64
     public var seed: UInt64 = 0
     public var loss: LossKind = .simple
@@ -128,8 +134,15 @@ public final class Trainer {
             throw DDPMError("the network takes samples of shape \(network.inputShape), the data has \(data.sampleShape)")
         }
         let outCount = network.outputShape.reduce(1, *)
-        let want = config.loss == .hybrid ? 2 * m : m
-        guard outCount == want else {
+        let want = config.objective == .classifier ? config.classes : (config.loss == .hybrid ? 2 * m : m)
+        if config.objective == .classifier {
+            guard data.y != nil, config.classes >= 2 else {
+                throw DDPMError("--classifier needs labels 'y' with at least 2 classes")
+            }
+            guard outCount == config.classes else {
+                throw DDPMError("the classifier outputs \(outCount) logits for \(config.classes) classes")
+            }
+        } else if outCount != want {
             throw DDPMError(config.loss == .hybrid
                 ? "--loss hybrid needs a network with a learned variance (output \(2 * m) values per sample, it has \(outCount))"
                 : "the network outputs \(outCount) values per sample; --loss simple needs \(m) (a learned-variance network needs --loss hybrid)")
@@ -216,7 +229,9 @@ public final class Trainer {
                     x0p[i * m + j] = x
                     xtp[i * m + j] = a * x + b * e[j]
                 }
-                if K > 0, let labels = data.y {
+                if config.objective == .classifier, let labels = data.y {
+                    y[i] = labels[idx]      // the target: never dropped
+                } else if K > 0, let labels = data.y {
                     var rl = RandomStream(seed: config.seed, purpose: .labelDrop, index: UInt64(g))
                     y[i] = rl.nextUniform() < config.pUncond ? K : labels[idx]
                 }
@@ -232,8 +247,16 @@ public final class Trainer {
         makeBatch(step: k)
         if let unet = network as? UNet { unet.step = UInt64(k) }   // dropout masks keyed by step
         beforeStep?(k)
-        let out = network.forward(xt, t: t, y: config.classes > 0 ? y : nil, training: true)
-        let value = loss.evaluate(output: out, x0: x0, xt: xt, eps: eps, t: t, gradient: &gradient)
+        let value: LossValue
+        if config.objective == .classifier {
+            // Cross-entropy of p_phi(y | x_t, t) on noised data (Dhariwal & Nichol 2021 sec. 4).
+            let logits = network.forward(xt, t: t, y: nil, training: true)
+            let (ce, acc) = Losses.crossEntropy(logits: logits, labels: y, classes: config.classes, gradient: &gradient)
+            value = LossValue(loss: ce, simple: 0, vlbTerm: 0, accuracy: acc)
+        } else {
+            let out = network.forward(xt, t: t, y: config.classes > 0 ? y : nil, training: true)
+            value = loss.evaluate(output: out, x0: x0, xt: xt, eps: eps, t: t, gradient: &gradient)
+        }
         guard value.loss.isFinite else {
             throw DDPMError("loss is \(value.loss) at step \(k + 1); training stopped (weights of step \(k) kept)")
         }
@@ -254,7 +277,7 @@ public final class Trainer {
 extension TrainConfig {
     /// The metadata keys that reproduce a run (docs/FORMAT-train.md).
     public var metadata: [String: String] {
-        ["loss": loss.rawValue, "vlb_weight": "\(vlbWeight)", "classes": String(classes), "p_uncond": "\(pUncond)",
+        ["objective": objective.rawValue, "loss": loss.rawValue, "vlb_weight": "\(vlbWeight)", "classes": String(classes), "p_uncond": "\(pUncond)",
          "seed": String(seed), "batch": String(batch), "lr": "\(optimizer.lr)", "adam_beta1": "\(optimizer.beta1)",
          "adam_beta2": "\(optimizer.beta2)", "adam_eps": "\(optimizer.eps)", "warmup": String(optimizer.warmup),
          "clip": "\(optimizer.clip)", "weight_decay": "\(optimizer.weightDecay)", "ema_decay": "\(emaDecay)"]
@@ -267,6 +290,7 @@ extension TrainConfig {
             return v
         }
         self.init()
+        objective = TrainObjective(rawValue: m["objective"] ?? "denoiser") ?? .denoiser
         loss = try value("loss") { LossKind(rawValue: $0) }
         vlbWeight = try value("vlb_weight") { Double($0) }
         classes = try value("classes") { Int($0) }
@@ -296,6 +320,7 @@ extension Trainer {
         info["decoder"] = loss.decoder.rawValue
         for (k, v) in extra { info[k] = v }
         return ModelFile.frame(network: network, ema: ema, schedule: schedule, info: info,
-                               optimizer: checkpoint ? optimizer : nil)
+                               optimizer: checkpoint ? optimizer : nil,
+                               kind: !checkpoint && config.objective == .classifier ? "classifier" : nil)
     }
 }

@@ -42,9 +42,9 @@ public enum ModelFile {
     /// `schedule.beta` F64 [T]; for a checkpoint also `adam.m.<p>`, `adam.v.<p>` F32.
     /// `info` is merged into the metadata (loss, classes, data_shape, steps, seed, ...).
     public static func frame(network: Network, ema: EMA, schedule: Schedule, info: [String: String],
-                             optimizer: AdamW? = nil) -> Frame {
+                             optimizer: AdamW? = nil, kind: String? = nil) -> Frame {
         var meta = info
-        meta["kind"] = optimizer == nil ? "model" : "checkpoint"
+        meta["kind"] = kind ?? (optimizer == nil ? "model" : "checkpoint")
         meta["toolkit_version"] = toolkitVersion
         for (k, v) in network.architecture { meta[archPrefix + k] = v }
         meta["schedule"] = schedule.kind.rawValue
@@ -89,12 +89,12 @@ public enum ModelFile {
                             zeroTerminalSNR: m["zero_terminal_snr"] == "true")
     }
 
-    /// Rebuilds the network of a model or checkpoint frame (with `factory`, normally
-    /// `NetworkFactory.make`) and loads the chosen weights into it.
+    /// Rebuilds the network of a model, classifier or checkpoint frame (with `factory`, normally
+    /// `makeAnyNetwork`: NetworkFactory.make or the classifier) and loads the chosen weights into it.
     public static func load(frame: Frame, weights: WeightChoice = .ema,
-                            factory: ([String: String]) throws -> Network = NetworkFactory.make(architecture:)) throws -> LoadedModel {
-        guard frame.kind == "model" || frame.kind == "checkpoint" else {
-            throw DDPMError("expected a model or checkpoint frame, got kind '\(frame.kind ?? "none")'")
+                            factory: ([String: String]) throws -> Network = makeAnyNetwork(architecture:)) throws -> LoadedModel {
+        guard frame.kind == "model" || frame.kind == "checkpoint" || frame.kind == "classifier" else {
+            throw DDPMError("expected a model, classifier or checkpoint frame, got kind '\(frame.kind ?? "none")'")
         }
         let arch = architecture(from: frame.metadata)
         guard !arch.isEmpty else { throw DDPMError("model file has no architecture (no 'arch.' metadata keys)") }
@@ -106,7 +106,7 @@ public enum ModelFile {
 
     /// `load(frame:)` on the first frame of a file; errors name the file.
     public static func load(path: String, weights: WeightChoice = .ema,
-                            factory: ([String: String]) throws -> Network = NetworkFactory.make(architecture:)) throws -> LoadedModel {
+                            factory: ([String: String]) throws -> Network = makeAnyNetwork(architecture:)) throws -> LoadedModel {
         do { return try load(frame: try Frame.load(path: path), weights: weights, factory: factory) }
         catch let e as DDPMError { throw DDPMError("\(path): \(e.message)") }
     }
