@@ -14,11 +14,14 @@ typealias F8 = SIMD8<Float>
 /// exp(x) for 8 lanes: x = n ln2 + r (Cody-Waite split of ln2), exp(r) by the Cephes
 /// degree-6 polynomial, 2^n built in the exponent bits. Inputs clamped to [-87, 88].
 @inline(__always) func vexp(_ xIn: F8) -> F8 {
-    var x = xIn.replacing(with: 88, where: xIn .> 88)
-    x = x.replacing(with: -87, where: x .< -87)
-    // round(x log2 e) with the 1.5 * 2^23 trick (no SSE4.1 round instruction needed)
-    let magic: F8 = F8(repeating: 12_582_912)
-    let fx = (x * 1.442_695_040_888_963_4 + magic) - magic
+    var x = xIn   // (masked replace compiles to compare+blend; pointwiseMin/Max did not)
+    x.replace(with: 88, where: x .> 88)
+    x.replace(with: -87, where: x .< -87)
+    // n = round(x log2 e) with the 1.5 * 2^23 trick: the low mantissa bits of
+    // t = x log2 e + magic hold n as an integer (no float->int conversion needed).
+    let magic = F8(repeating: 12_582_912)
+    let t = x * 1.442_695_040_888_963_4 + magic
+    let fx = t - magic
     x = x - fx * 0.693_359_375 + fx * 2.121_944_400_5e-4
     let z = x * x
     var y: F8 = F8(repeating: 1.987_569_150_0e-4)
@@ -28,7 +31,7 @@ typealias F8 = SIMD8<Float>
     y = y * x + 1.666_666_545_9e-1
     y = y * x + 5.000_000_120_1e-1
     y = y * z + x + 1
-    let n = SIMD8<Int32>(fx, rounding: .towardZero) &+ 127
+    let n = unsafeBitCast(t, to: SIMD8<Int32>.self) &- SIMD8<Int32>(repeating: 0x4B40_0000) &+ SIMD8<Int32>(repeating: 127)
     let pow2 = unsafeBitCast(n &<< 23, to: F8.self)
     return y * pow2
 }
