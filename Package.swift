@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .executable(name: "schedule", targets: ["schedule"]),
         .executable(name: "train", targets: ["train"]),
+        .executable(name: "ddpm-bench", targets: ["ddpm-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,6 +29,7 @@ let package = Package(
                 swiftSettings: swift5 + [.unsafeFlags(["-Ounchecked", "-wmo"])]),
         .executableTarget(name: "schedule", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "train", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "ddpm-bench", dependencies: shared, swiftSettings: swift5),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: swift5),
     ]
 )

@@ -21,6 +21,18 @@ final class NNMLPTests: XCTestCase {
                   backward: { dy in dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.backward($0.baseAddress!), count: dy.count)) } })
     }
 
+    func testSiLUAccurateOverWideRange() {
+        // The vectorised exp must keep SiLU within a few ulp everywhere, including the
+        // clamped tails (x = -100: SiLU ~ -3.7e-42 ~ 0; x = 100: SiLU = 100).
+        let x: [Float] = (0...2000).map { Float($0 - 1000) / 10 }
+        let act = SiLU()
+        let y = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.forward($0.baseAddress!, count: x.count), count: x.count)) }
+        for i in 0..<x.count {
+            let ref = Double(x[i]) / (1 + Foundation.exp(-Double(x[i])))
+            XCTAssertEqual(Double(y[i]), ref, accuracy: 1e-6 * Swift.abs(ref) + 1e-30, "x = \(x[i])")
+        }
+    }
+
     func testSinusoidMatchesDefinition() {
         var e = [Float](repeating: 0, count: 2 * 32)
         e.withUnsafeMutableBufferPointer { sinusoidalEmbedding([0, 500], dim: 32, into: $0.baseAddress!) }

@@ -98,11 +98,7 @@ public final class SpatialAttention {
                 let dys = dy + s * cp, dOs = dOp + s * cp
                 // out = x + Wo o + bo
                 BLAS.gemm(false, true, C, C, P, 1, dys, P, op + s * cp, P, 1, part + 3 * block, C)
-                for c in 0..<C {
-                    var acc: Float = 0
-                    for i in 0..<P { acc += dys[c * P + i] }
-                    part[3 * block + C * C + c] += acc
-                }
+                for c in 0..<C { part[3 * block + C * C + c] += vsum(dys + c * P, P) }
                 BLAS.gemm(true, false, C, P, C, 1, Wo, C, dys, P, 0, dOs, P)
                 for h in 0..<H {
                     let off = s * cp + h * d * P
@@ -125,11 +121,7 @@ public final class SpatialAttention {
                 for (idx, dX, W) in [(0, dQp, Wq), (1, dKp, Wk), (2, dVp, Wv)] {
                     let dXs = dX + s * cp
                     BLAS.gemm(false, true, C, C, P, 1, dXs, P, ns, P, 1, part + idx * block, C)
-                    for c in 0..<C {
-                        var acc: Float = 0
-                        for i in 0..<P { acc += dXs[c * P + i] }
-                        part[idx * block + C * C + c] += acc
-                    }
+                    for c in 0..<C { part[idx * block + C * C + c] += vsum(dXs + c * P, P) }
                     BLAS.gemm(true, false, C, P, C, 1, W, C, dXs, P, idx == 0 ? 0 : 1, dns, P)
                 }
             }

@@ -3,6 +3,26 @@
 // batch chunks with single-threaded OpenBLAS; weight gradients are summed per
 // chunk and then over chunks in order (bit-reproducible).
 import COpenBLAS
+import Foundation
+
+/// Optional CPU-time breakdown of convolution work (single-threaded runs only:
+/// the counters are not synchronised). Index: 0 im2col, 1 GEMM, 2 col2im.
+public enum ConvProfile {
+    nonisolated(unsafe) public static var enabled = false
+    nonisolated(unsafe) public static var seconds: [Double] = [0, 0, 0]
+    @inline(__always) static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+    @inline(__always) static func time<R>(_ k: Int, _ body: () -> R) -> R {
+        guard enabled else { return body() }
+        let t0 = now()
+        let r = body()
+        seconds[k] += now() - t0
+        return r
+    }
+}
 
 /// Scratch memory shared by the layers of one network (they run one at a time):
 /// per reduction chunk, a few reusable slots.
@@ -151,10 +171,10 @@ public final class Conv2d {
                 for o in 0..<self.cout { (ys + o * P).initialize(repeating: b[o], count: P) }
                 var src = x + s * inSize
                 if self.needsCol {
-                    self.im2col(src, col)
+                    ConvProfile.time(0) { self.im2col(src, col) }
                     src = UnsafePointer(col)
                 }
-                BLAS.gemm(false, false, self.cout, P, K, 1, W, K, src, P, 1, ys, P)
+                ConvProfile.time(1) { BLAS.gemm(false, false, self.cout, P, K, 1, W, K, src, P, 1, ys, P) }
             }
         }
         return y
@@ -178,21 +198,16 @@ public final class Conv2d {
                 let dys = dy + s * self.cout * P
                 var src = x + s * inSize
                 if self.needsCol {
-                    self.im2col(src, col)
+                    ConvProfile.time(0) { self.im2col(src, col) }
                     src = UnsafePointer(col)
                 }
-                BLAS.gemm(false, true, self.cout, K, P, 1, dys, P, src, P, 1, part, K)
+                ConvProfile.time(1) { BLAS.gemm(false, true, self.cout, K, P, 1, dys, P, src, P, 1, part, K) }
                 let pb = part + wCount
-                for o in 0..<self.cout {
-                    var acc: Float = 0
-                    let r = dys + o * P
-                    for i in 0..<P { acc += r[i] }
-                    pb[o] += acc
-                }
+                for o in 0..<self.cout { pb[o] += vsum(dys + o * P, P) }
                 if let dx {
                     if self.needsCol {
-                        BLAS.gemm(true, false, K, P, self.cout, 1, W, K, dys, P, 0, dcol, P)
-                        self.col2im(dcol, dx + s * inSize)
+                        ConvProfile.time(1) { BLAS.gemm(true, false, K, P, self.cout, 1, W, K, dys, P, 0, dcol, P) }
+                        ConvProfile.time(2) { self.col2im(dcol, dx + s * inSize) }
                     } else {
                         BLAS.gemm(true, false, K, P, self.cout, 1, W, K, dys, P, 0, dx + s * inSize, P)
                     }

@@ -20,6 +20,41 @@ public func sinusoidalEmbedding(_ t: [Int], dim: Int, into out: UnsafeMutablePoi
     }
 }
 
+/// Lazily filled table of sinusoidalEmbedding rows for t < limit (the same values,
+/// computed once per t): the cos/sin/exp per row were a visible cost of small-net steps.
+public final class SinusoidTable {
+    public let dim: Int
+    let limit = 1 << 14
+    var table: [Float]
+    var filled: [Bool]
+
+    public init(dim: Int) {
+        self.dim = dim
+        table = []
+        filled = []
+    }
+
+    /// Writes e(t) for each t into rows of `out` (row stride `rowStride`).
+    public func fill(_ t: [Int], into out: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
+        let stride = rowStride ?? dim
+        if table.isEmpty {
+            table = [Float](repeating: 0, count: limit * dim)
+            filled = [Bool](repeating: false, count: limit)
+        }
+        for (r, tv) in t.enumerated() {
+            if tv >= 0 && tv < limit {
+                if !filled[tv] {
+                    table.withUnsafeMutableBufferPointer { sinusoidalEmbedding([tv], dim: dim, into: $0.baseAddress! + tv * dim) }
+                    filled[tv] = true
+                }
+                table.withUnsafeBufferPointer { (out + r * stride).update(from: $0.baseAddress! + tv * dim, count: dim) }
+            } else {
+                sinusoidalEmbedding([tv], dim: dim, into: out + r * stride)
+            }
+        }
+    }
+}
+
 /// temb = Linear2(SiLU(Linear1(sinusoid(t)))) (diffusers TimestepEmbedding: no activation after Linear2).
 public final class TimeEmbedding {
     public let sinusoidDim: Int
@@ -28,10 +63,12 @@ public final class TimeEmbedding {
     let act = SiLU()
     let linear2: Linear
     let sinusoid = Buffer()
+    let table: SinusoidTable
 
     public init(_ name: String, sinusoidDim: Int, dim: Int, _ f: ParameterFactory) {
         self.sinusoidDim = sinusoidDim
         self.dim = dim
+        table = SinusoidTable(dim: sinusoidDim)
         linear1 = Linear(name + ".linear_1", sinusoidDim, dim, f)
         linear2 = Linear(name + ".linear_2", dim, dim, f)
     }
@@ -41,7 +78,7 @@ public final class TimeEmbedding {
     /// Returns [t.count, dim] (the layer's own buffer).
     public func forward(_ t: [Int]) -> UnsafeMutablePointer<Float> {
         let e = sinusoid.ensure(t.count * sinusoidDim)
-        sinusoidalEmbedding(t, dim: sinusoidDim, into: e)
+        table.fill(t, into: e)
         let h = linear1.forward(e, rows: t.count)
         let a = act.forward(h, count: t.count * dim)
         return linear2.forward(a, rows: t.count)

@@ -39,21 +39,22 @@ public final class GroupNorm {
                 for g in 0..<G {
                     let base = (s * C + g * cg) * hw
                     let xs = x + base, ys = y + base
-                    var sum = 0.0, sq = 0.0
-                    for i in 0..<size { let v = Double(xs[i]); sum += v; sq += v * v }
-                    let mean = sum / Double(size)
-                    let variance = max(0, sq / Double(size) - mean * mean)
-                    let rstd = Float(1 / (variance + Double(eps)).squareRoot())
-                    let m = Float(mean)
+                    // two-pass mean and biased variance (per-channel partial sums in Double)
+                    var sum = 0.0
+                    for c in 0..<cg { sum += Double(vsum(xs + c * hw, hw)) }
+                    let m = Float(sum / Double(size))
+                    var sq = 0.0
+                    for c in 0..<cg { sq += Double(vsumSquaredDeviation(xs + c * hw, hw, m)) }
+                    let rstd = Float(1 / (sq / Double(size) + Double(eps)).squareRoot())
                     st[(s * G + g) * 2] = m
                     st[(s * G + g) * 2 + 1] = rstd
                     for c in 0..<cg {
                         let a = ga[g * cg + c] * rstd, b = be[g * cg + c] - m * a
                         let xr = xs + c * hw, yr = ys + c * hw
                         if fused {
-                            for i in 0..<hw { yr[i] = silu(xr[i] * a + b) }
+                            siluAffine(xr, yr, hw, a, b)
                         } else {
-                            for i in 0..<hw { yr[i] = xr[i] * a + b }
+                            vaxpbyc(xr, a, xr, 0, b, yr, hw)
                         }
                     }
                 }
@@ -81,35 +82,32 @@ public final class GroupNorm {
                 for g in 0..<G {
                     let base = (s * C + g * cg) * hw
                     let m = st[(s * G + g) * 2], rstd = st[(s * G + g) * 2 + 1]
-                    // pass 1: dy' (through SiLU if fused) into dx, and the two group means
+                    // pass 1: dy' (through SiLU if fused) into dx; dbeta = sum dy', dgamma = sum dy' xhat
                     var sumG: Float = 0, sumGX: Float = 0
                     for c in 0..<cg {
                         let ci = g * cg + c
                         let xr = x + base + c * hw, dyr = dy + base + c * hw, dxr = dx + base + c * hw
-                        let a = ga[ci] * rstd, b = be[ci] - m * a
-                        var dgam: Float = 0, dbet: Float = 0
-                        for i in 0..<hw {
-                            let xhat = (xr[i] - m) * rstd
-                            var d = dyr[i]
-                            if fused { d *= siluGrad(xr[i] * a + b) }
-                            dgam += d * xhat
-                            dbet += d
-                            dxr[i] = d
+                        if fused {
+                            let a = ga[ci] * rstd, b = be[ci] - m * a
+                            siluGradAffine(xr, dyr, dxr, hw, a, b)
+                        } else {
+                            dxr.update(from: dyr, count: hw)
                         }
+                        let dbet = vsum(dxr, hw)
+                        let dgam = rstd * (vdot(dxr, xr, hw) - m * dbet)
                         pg[ci] += dgam
                         pb[ci] += dbet
                         sumG += dbet * ga[ci]
                         sumGX += dgam * ga[ci]
                     }
+                    // pass 2: dx = rstd (d gamma - mean(g) - xhat mean(g xhat)), g = d gamma
                     let meanG = sumG / size, meanGX = sumGX / size
                     for c in 0..<cg {
                         let ci = g * cg + c
                         let xr = x + base + c * hw, dxr = dx + base + c * hw
-                        let gc = ga[ci]
-                        for i in 0..<hw {
-                            let xhat = (xr[i] - m) * rstd
-                            dxr[i] = rstd * (dxr[i] * gc - meanG - xhat * meanGX)
-                        }
+                        let a = rstd * ga[ci], b = -rstd * rstd * meanGX
+                        let cst = rstd * (-meanG + m * rstd * meanGX)
+                        vaxpbyc(UnsafePointer(dxr), a, xr, b, cst, dxr, hw)
                     }
                 }
             }

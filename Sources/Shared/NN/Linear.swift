@@ -65,7 +65,7 @@ public final class SiLU {
         input = x
         self.count = count
         let y = out.ensure(count)
-        for i in 0..<count { y[i] = silu(x[i]) }
+        siluAffine(x, y, count, 1, 0)
         return y
     }
 
@@ -73,7 +73,7 @@ public final class SiLU {
     public func backward(_ dy: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
         let x = input!
         let dx = dIn.ensure(count)
-        for i in 0..<count { dx[i] = dy[i] * siluGrad(x[i]) }
+        siluGradAffine(x, dy, dx, count, 1, 0)
         return dx
     }
 }

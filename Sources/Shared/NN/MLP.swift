@@ -20,6 +20,7 @@ public final class MLP: Network {
     let outLayer: Linear
     let classEmbedding: ClassEmbedding?
     let input = Buffer()
+    let sinusoids: SinusoidTable
     var batch = 0
 
     public init(dim: Int, width: Int = 128, depth: Int = 3, sinusoidDim: Int = 32,
@@ -32,6 +33,7 @@ public final class MLP: Network {
         self.classes = classes
         self.learnSigma = learnSigma
         self.seed = seed
+        sinusoids = SinusoidTable(dim: sinusoidDim)
         let f = ParameterFactory(seed: seed)
         var layers: [Linear] = []
         for i in 0..<depth {
@@ -57,13 +59,13 @@ public final class MLP: Network {
         precondition(x.count == n * dim, "MLP: \(x.count) values for \(n) samples of dimension \(dim)")
         ClassEmbedding.check(y, classes: classes, batch: n)
         batch = n
-        BLAS.setThreads(BLAS.maxThreads)
+        BLAS.setThreads(n >= 2048 ? BLAS.maxThreads : 1)
         let inW = dim + sinusoidDim
         let a = input.ensure(n * inW)
         x.withUnsafeBufferPointer { xs in
             for r in 0..<n { (a + r * inW).update(from: xs.baseAddress! + r * dim, count: dim) }
         }
-        sinusoidalEmbedding(t, dim: sinusoidDim, into: a + dim, rowStride: inW)
+        sinusoids.fill(t, into: a + dim, rowStride: inW)
         var h = UnsafePointer(a)
         for i in 0..<depth {
             let z = hidden[i].forward(h, rows: n)
@@ -77,7 +79,7 @@ public final class MLP: Network {
     public func backward(_ gradOutput: [Float]) -> [Float] {
         let n = batch
         precondition(gradOutput.count == n * outLayer.outFeatures, "MLP backward: gradient size mismatch")
-        BLAS.setThreads(BLAS.maxThreads)
+        BLAS.setThreads(n >= 2048 ? BLAS.maxThreads : 1)
         var d = gradOutput.withUnsafeBufferPointer { outLayer.backward($0.baseAddress!)! }
         for i in stride(from: depth - 1, through: 0, by: -1) {
             let dz = acts[i].backward(d)

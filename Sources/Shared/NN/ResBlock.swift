@@ -70,10 +70,7 @@ public final class ResBlock {
         let de = projGrad.ensure(n * cout)
         for s in 0..<n {
             for c in 0..<cout {
-                let r = dh + (s * cout + c) * hw
-                var acc: Float = 0
-                for i in 0..<hw { acc += r[i] }
-                de[s * cout + c] = acc
+                de[s * cout + c] = vsum(dh + (s * cout + c) * hw, hw)
             }
         }
         let dsT = proj.backward(de)!

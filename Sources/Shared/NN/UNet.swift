@@ -186,6 +186,12 @@ public final class UNet: Network {
     public var inputShape: [Int] { config.inShape }
     public var outputShape: [Int] { [outChannels, config.inShape[1], config.inShape[2]] }
 
+    /// Profile clock: this thread's CPU time when single-threaded (immune to other
+    /// processes on a shared machine), wall time otherwise.
+    static func clock() -> Double {
+        BLAS.maxThreads == 1 ? ConvProfile.now() : Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+    }
+
     public func resetProfile() { opTimes = [Double](repeating: 0, count: ops.count) }
 
     public func forward(_ x: [Float], t: [Int], y: [Int]?, training: Bool) -> [Float] {
@@ -207,7 +213,7 @@ public final class UNet: Network {
         shapes.removeAll(keepingCapacity: true)
         skipShapes.removeAll(keepingCapacity: true)
         for (k, (op, push)) in ops.enumerated() {
-            let start = profile ? DispatchTime.now().uptimeNanoseconds : 0
+            let start = profile ? UNet.clock() : 0
             shapes.append((c, hh, ww))
             switch op {
             case .conv(let conv):
@@ -240,7 +246,7 @@ public final class UNet: Network {
                 h = UnsafePointer(g.forward(h, n: n, hw: hh * ww))
             }
             if push { stack.append((h, c)) }
-            if profile { opTimes[k] += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
+            if profile { opTimes[k] += UNet.clock() - start }
         }
         return Array(UnsafeBufferPointer(start: h, count: n * c * hh * ww))
     }
@@ -256,7 +262,7 @@ public final class UNet: Network {
         var pushIndex = skipGrads.count
         var concatIndex = skipShapes.count
         for k in stride(from: ops.count - 1, through: 0, by: -1) {
-            let start = profile ? DispatchTime.now().uptimeNanoseconds : 0
+            let start = profile ? UNet.clock() : 0
             let (op, push) = ops[k]
             let (c, hh, ww) = shapes[k]   // this op's input shape
             if push {
@@ -295,7 +301,7 @@ public final class UNet: Network {
             case .normSiLU(let gn):
                 g = gn.backward(g)
             }
-            if profile { opTimes[k] += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
+            if profile { opTimes[k] += UNet.clock() - start }
         }
         // time (and class) embedding
         let dtemb = tembAct.backward(dsT)
