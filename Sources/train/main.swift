@@ -65,6 +65,17 @@ struct TrainTool: ParsableCommand {
 
     func run() throws {
         // 1. Everything is checked before any training starts.
+        if data == nil && isatty(0) != 0 {
+            throw DDPMError("no data: pipe a stream of frames with 'x' into train, or give --data FILE")
+        }
+        for (flag, path) in [("-o", output), ("--checkpoint", checkpoint), ("--log", log)] {
+            guard let path else { continue }
+            let dir = (path as NSString).deletingLastPathComponent
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: dir.isEmpty ? "." : dir, isDirectory: &isDir), isDir.boolValue else {
+                throw DDPMError("\(flag) \(path): the directory '\(dir)' does not exist")
+            }
+        }
         let reader = try data.map { try FrameReader(path: $0) } ?? FrameReader()
         if resume != nil {
             let fixed: [(String, Bool)] = [("--arch", arch != nil), ("--channels", channels != nil), ("--mults", mults != nil),
@@ -195,13 +206,14 @@ struct TrainTool: ParsableCommand {
         let progress = Progress(label: "train", total: totalSteps - first, quiet: quiet)
         let start = Date()
         var recent = 0.0, recentCount = 0
-        var lastCheckpoint: Int? = resume != nil ? first : nil
+        // The newest checkpoint on disk: the resumed one until this run writes its own.
+        var lastCheckpoint: (step: Int, path: String)? = resume.map { (first, $0) }
         let period = every ?? 1000
         while trainer.step < totalSteps {
             let value: LossValue
             do { value = try trainer.trainStep() } catch let e as DDPMError {
                 flushLog()
-                let kept = lastCheckpoint.map { "; the last checkpoint (step \($0)) is kept in \(checkpoint ?? resume!)" } ?? "; no checkpoint was written"
+                let kept = lastCheckpoint.map { "; the last checkpoint (step \($0.step)) is kept in \($0.path)" } ?? "; no checkpoint was written"
                 throw DDPMError(e.message + kept)
             }
             let k = trainer.step
@@ -210,7 +222,7 @@ struct TrainTool: ParsableCommand {
             recent += value.loss; recentCount += 1
             if let checkpoint, k % period == 0 || k == totalSteps {
                 try trainer.frame(checkpoint: true).save(path: checkpoint)
-                lastCheckpoint = k
+                lastCheckpoint = (k, checkpoint)
             }
             let elapsed = Date().timeIntervalSince(start)
             let exPerSec = elapsed > 0 ? Double((k - first) * trainer.config.batch) / elapsed : 0
@@ -221,7 +233,7 @@ struct TrainTool: ParsableCommand {
             }
         }
         flushLog()
-        if let checkpoint, lastCheckpoint != trainer.step {
+        if let checkpoint, lastCheckpoint?.step != trainer.step || lastCheckpoint?.path != checkpoint {
             try trainer.frame(checkpoint: true).save(path: checkpoint)
         }
         let model = trainer.frame(checkpoint: false)

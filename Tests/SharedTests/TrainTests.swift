@@ -313,7 +313,7 @@ final class TrainTests: XCTestCase {
         var noX = Frame(metadata: ["kind": "batch"])
         noX["z"] = Tensor([Float](repeating: 0, count: 4), shape: [2, 2])
         let x4 = [Float](repeating: 0.1, count: 8)
-        let cases: [(String, [Frame], [String], String)] = [
+        var cases: [(String, [Frame], [String], String)] = [
             ("empty stream", [], [], "no training data"),
             ("no x", [noX], [], "no tensor 'x'"),
             ("mixed shapes", [frame(x4, [4, 2]), frame([Float](repeating: 0, count: 12), [4, 3])], [], "mixed shapes"),
@@ -323,6 +323,11 @@ final class TrainTests: XCTestCase {
             ("labels in one frame only", [frame(x4, [4, 2], y: Tensor([Int64](repeating: 1, count: 4), shape: [4])), frame(x4, [4, 2])], [], "earlier frames"),
             ("integer x", [{ var f = Frame(metadata: [:]); f["x"] = Tensor([Int64](repeating: 1, count: 4), shape: [2, 2]); return f }()], [], "must be F32"),
         ]
+        let good = [frame(x4, [4, 2])]
+        cases.append(("output directory missing", good, ["-o", dir.appendingPathComponent("no/such/dir/m.st").path], "does not exist"))
+        cases.append(("--classifier without labels", good, ["--classifier"], "needs labels"))
+        cases.append(("hybrid with --classifier", [frame(x4, [4, 2], y: Tensor([Int64(0), 1, 0, 1], shape: [4]))],
+                      ["--classifier", "--loss", "hybrid"], "does not apply"))
         for (what, frames, args, message) in cases {
             let start = Date()
             // 10^9 steps: had training started, the test would not finish.
@@ -447,6 +452,20 @@ final class TrainClassifierTests: XCTestCase {
             }
             return Double(correct) / 1000
         }
+        // Resume: 200 + 200 steps give the same classifier bit for bit.
+        let ck = dir.appendingPathComponent("ck.st").path, resumed = dir.appendingPathComponent("r.st").path
+        let data = try encode([f])
+        var rr = try runTool("train", ["--classifier", "--steps", "200", "--batch", "128", "--width", "64",
+                                       "--checkpoint", ck, "-o", resumed, "--quiet"], stdin: data)
+        XCTAssertEqual(rr.status, 0, rr.stderr)
+        rr = try runTool("train", ["--resume", ck, "--steps", "400", "-o", resumed, "--quiet"], stdin: data)
+        XCTAssertEqual(rr.status, 0, rr.stderr)
+        let fa = try Frame.load(path: out), fb = try Frame.load(path: resumed)
+        XCTAssertEqual(fb.kind, "classifier")
+        for name in fa.names where name.hasPrefix("raw.") || name.hasPrefix("ema.") {
+            XCTAssertEqual(fa[name]!.floats.map(\.bitPattern), fb[name]!.floats.map(\.bitPattern), name)
+        }
+
         let low = accuracy(10), high = accuracy(999)
         let majority = Double((0..<1000).filter { test[2 * $0] > 0 }.count) / 1000
         print("classifier accuracy: t=10 \(low), t=999 \(high) (majority \(max(majority, 1 - majority)))")
