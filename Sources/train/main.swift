@@ -20,10 +20,11 @@ struct TrainTool: ParsableCommand {
         Defaults: images -> --arch unet, vectors -> --arch mlp; --lr 2e-4 (unet) or 1e-3 (mlp).
 
         Examples:
-          tensor toy swissroll -n 10000 | train --steps 5000 --batch 256 -o roll.safetensors
-          tensor mnist train.idx labels.idx | train --channels 32 --mults 1,2,2 --attn 7 \\
-              --steps 20000 --checkpoint ck.safetensors --every 1000 -o mnist.safetensors
-          train --data mnist.st --resume ck.safetensors --steps 40000 -o mnist.safetensors
+          tensor toy swissroll -n 10000 | train --steps 5000 -o roll.safetensors
+          tensor from-idx train-images.gz train-labels.gz > mnist.st
+          train --data mnist.st --steps 20000 --checkpoint ck.st --every 1000 -o mnist.safetensors
+          train --data mnist.st --resume ck.st --steps 40000 -o mnist.safetensors
+          train --data mnist.st --classifier --steps 5000 -o classifier.safetensors
         """,
         version: toolkitVersion)
 
