@@ -69,6 +69,9 @@ struct TrainTool: ParsableCommand {
         if data == nil && isatty(0) != 0 {
             throw DDPMError("no data: pipe a stream of frames with 'x' into train, or give --data FILE")
         }
+        if output == nil && isatty(1) != 0 {
+            throw DDPMError("refusing to write the model to a terminal: give -o FILE or redirect stdout")
+        }
         for (flag, path) in [("-o", output), ("--checkpoint", checkpoint), ("--log", log)] {
             guard let path else { continue }
             let dir = (path as NSString).deletingLastPathComponent
