@@ -104,9 +104,12 @@ struct TrainTool: ParsableCommand {
 
         let trainer: Trainer
         if let resume {
-            let frame = try Frame.load(path: resume)
-            let loaded = try ModelFile.load(frame: frame, weights: .raw)
-            let config = try TrainConfig(metadata: frame.metadata)
+            let frame: Frame, loaded: LoadedModel, config: TrainConfig
+            do {
+                frame = try Frame.load(path: resume)
+                loaded = try ModelFile.load(frame: frame, weights: .raw)
+                config = try TrainConfig(metadata: frame.metadata)
+            } catch let e as DDPMError { throw DDPMError("--resume: \(e.message)") }
             let shape = loaded.dataShape, count = Int(frame.metadata["data_count"] ?? "")
             guard shape == dataset.sampleShape, count == dataset.count else {
                 throw DDPMError("--resume \(resume): the checkpoint was trained on \(count ?? 0) samples of shape \(shape), the data has \(dataset.count) of shape \(dataset.sampleShape)")
