@@ -61,7 +61,7 @@ struct TrainTool: ParsableCommand {
     @Option(help: "Checkpoint period in steps (default 1000).") var every: Int?
     @Option(help: "Continue from a checkpoint FILE.") var resume: String?
     @Option(help: "Append 'step,loss' CSV lines to FILE.") var log: String?
-    @Flag(help: "Train the noise-aware classifier p(y | x_t, t) for classifier guidance instead (needs 'y'; an MLP over the flattened sample with --width (256) --depth (2); cross-entropy on x_t, t uniform; written as kind 'classifier').") var classifier = false
+    @Flag(help: "Train the noise-aware classifier p(y | x_t, t) for classifier guidance instead (needs 'y'; cross-entropy on x_t, t uniform; kind 'classifier'). Images: the U-Net down path (--channels, --mults, --res-blocks (1), --groups) + pooling + linear head; vectors or --arch mlp: an MLP over the flattened sample (--width 256, --depth 2).") var classifier = false
     @Flag(help: "No progress on stderr.") var quiet = false
 
     func run() throws {
@@ -123,12 +123,12 @@ struct TrainTool: ParsableCommand {
             var config = TrainConfig()
             let isImage = dataset.sampleShape.count == 3
             if classifier {
-                if let arch { throw DDPMError("--arch \(arch) does not apply to --classifier (an MLP encoder)") }
                 if loss == "hybrid" { throw DDPMError("--loss hybrid does not apply to --classifier (cross-entropy)") }
                 config.objective = .classifier
             }
-            let archName = classifier ? "classifier-mlp" : arch ?? (isImage ? "unet" : "mlp")
-            guard archName == "unet" || archName == "mlp" || classifier else { throw DDPMError("--arch must be unet or mlp, got '\(archName)'") }
+            let baseArch = arch ?? (isImage ? "unet" : "mlp")
+            let archName = classifier ? "classifier-" + baseArch : baseArch
+            guard baseArch == "unet" || baseArch == "mlp" else { throw DDPMError("--arch must be unet or mlp, got '\(archName)'") }
             guard let lossKind = LossKind(rawValue: loss ?? "simple") else {
                 throw DDPMError("--loss must be simple or hybrid, got '\(loss!)'")
             }
@@ -162,9 +162,17 @@ struct TrainTool: ParsableCommand {
                 }
                 a["learn_sigma"] = nil
                 a["in_shape"] = dataset.sampleShape.map(String.init).joined(separator: ",")
-                a["width"] = String(width ?? 256)
-                a["depth"] = String(depth ?? 2)
-                a["temb_dim"] = String(tembDim ?? 32)
+                if baseArch == "mlp" {
+                    a["width"] = String(width ?? 256)
+                    a["depth"] = String(depth ?? 2)
+                    a["temb_dim"] = String(tembDim ?? 32)
+                } else {
+                    guard isImage else { throw DDPMError("--arch unet needs image data [N, C, H, W]; the data has samples of shape \(dataset.sampleShape)") }
+                    a["channels"] = String(channels ?? 32)
+                    a["mults"] = mults ?? "1,2,2"
+                    a["res_blocks"] = String(resBlocks ?? 1)
+                    a["groups"] = String(groups ?? 8)
+                }
             } else if archName == "mlp" {
                 guard dataset.sampleShape.count == 1 else {
                     throw DDPMError("--arch mlp needs vector data [N, D]; the data has samples of shape \(dataset.sampleShape)")

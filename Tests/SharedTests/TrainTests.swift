@@ -501,6 +501,73 @@ final class TrainClassifierTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxErr, 1e-2 * Double(maxAn) + 1e-5)
     }
 
+    func testUNetClassifierInputGradientAgainstFiniteDifferences() throws {
+        // grad_x log p(y | x_t, t) through the U-Net-encoder classifier (2 levels, 8x8, 2 channels):
+        // central differences of log p in Double on 24 random input coordinates. Float network with
+        // GroupNorm: h = 1e-2 keeps rounding noise (~1e-6 in log p) small against the difference;
+        // tolerance 2e-2 of the largest gradient checked plus 1e-4.
+        let net = try NoiseAwareUNetClassifier(inShape: [2, 8, 8], channels: 8, mults: [1, 2], resBlocks: 1, groups: 4, classes: 3, seed: 5)
+        // The last conv of each res block starts at zero (the U-Net's init); perturb every weight so
+        // the whole path is exercised.
+        var r = RandomStream(seed: 12, purpose: .init_, index: 0)
+        for p in net.parameters { for i in 0..<p.count { p.value[i] += 0.05 * r.nextNormal() } }
+        let n = 3
+        let x = (0..<(n * 128)).map { _ in r.nextNormal() }
+        let t = [3, 400, 999], y = [0, 2, 1]
+        let (_, grad) = classifierLogProbGradient(net, x: x, t: t, y: y)
+        var maxAn: Float = 0, maxErr = 0.0
+        for _ in 0..<24 {
+            let j = r.nextInt(below: n * 128), s = j / 128
+            var up = x, down = x
+            up[j] += 1e-2; down[j] -= 1e-2
+            let fd = (classifierLogProbGradient(net, x: up, t: t, y: y).logProb[s]
+                - classifierLogProbGradient(net, x: down, t: t, y: y).logProb[s]) / Double(up[j] - down[j])
+            maxAn = max(maxAn, abs(grad[j]))
+            maxErr = max(maxErr, abs(fd - Double(grad[j])))
+        }
+        XCTAssertGreaterThan(maxAn, 1e-4)
+        XCTAssertLessThanOrEqual(maxErr, 2e-2 * Double(maxAn) + 1e-4)
+        // Rebuilds from its architecture with the same parameter names and shapes.
+        let again = try makeAnyNetwork(architecture: net.architecture)
+        XCTAssertEqual(again.parameters.map(\.name), net.parameters.map(\.name))
+        XCTAssertEqual(again.parameters.map(\.shape), net.parameters.map(\.shape))
+    }
+
+    func testUNetClassifierTrainsOnImages() throws {
+        // Two 8x8 patterns (label 0: a square, 1: stripes) through `train --classifier` (U-Net encoder by
+        // default for images). At t = 10 the noise (std 0.04) cannot hide a +-1 pattern: accuracy must
+        // be ~1; at t = 999 (sqrt(abar) = 0.006) x_t carries almost nothing: accuracy ~0.5.
+        var a = [Float](repeating: -1, count: 64), b = a
+        for r in 2..<6 { for c in 2..<6 { a[r * 8 + c] = 1 } }
+        for r in 0..<8 { for c in stride(from: 0, to: 8, by: 2) { b[r * 8 + c] = 1 } }
+        var f = Frame(metadata: ["kind": "batch"])
+        f["x"] = Tensor((0..<32).flatMap { _ in a + b }, shape: [64, 1, 8, 8])
+        f["y"] = Tensor((0..<64).map { Int64($0 % 2) }, shape: [64])
+        let dir = temporaryDirectory()
+        let out = dir.appendingPathComponent("c.st").path
+        let r = try runTool("train", ["--classifier", "--steps", "200", "--batch", "16", "--channels", "16", "--mults", "1,2",
+                                      "-o", out, "--quiet"], stdin: try encode([f]))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let loaded = try ModelFile.load(path: out)
+        XCTAssertEqual(loaded.metadata["arch.arch"], "classifier-unet")
+        let s = loaded.schedule
+        func accuracy(_ t: Int) -> Double {
+            var rr = RandomStream(seed: 1, purpose: .noise, index: UInt64(t))
+            var xt = [Float](), labels = [Int]()
+            for i in 0..<200 {
+                let img = i % 2 == 0 ? a : b
+                labels.append(i % 2)
+                xt += img.map { Float(s.sqrtAlphaBar[t]) * $0 + Float(s.sqrtOneMinusAlphaBar[t]) * rr.nextNormal() }
+            }
+            let logits = loaded.network.forward(xt, t: [Int](repeating: t, count: 200), y: nil, training: false)
+            return Double((0..<200).filter { (logits[2 * $0 + 1] > logits[2 * $0] ? 1 : 0) == labels[$0] }.count) / 200
+        }
+        let low = accuracy(10), high = accuracy(999)
+        print("U-Net classifier accuracy: t=10 \(low), t=999 \(high)")
+        XCTAssertGreaterThan(low, 0.97)
+        XCTAssertLessThan(high, 0.65)   // 200 fair coin flips: 0.5 +- 0.035; 0.65 is > 4 sigma
+    }
+
     func testClassifierTrainsOnNoisedData() throws {
         // Two classes: the swiss-roll points with x > 0 (label 1) and x <= 0 (label 0).
         let n = 2000
