@@ -226,7 +226,12 @@ public final class Conv2d {
     }
 
     /// y[n] = W * im2col(x[n]) + b  (y [n, cout, ho, wo]). x must stay alive until backward.
-    public func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int) -> UnsafeMutablePointer<Float> {
+    /// Fused extras (each saves a pass over the output): `sampleBias` [n, cout] is added
+    /// per sample and channel (the time-embedding projection), `residual` [n, cout, ho, wo]
+    /// is added elementwise (the residual branch): y = W col + b + sampleBias + residual.
+    public func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int,
+                        sampleBias: UnsafePointer<Float>? = nil,
+                        residual: UnsafePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
         input = x
         self.n = n; self.h = h; self.w = w
         (ho, wo) = outputSize(h, w)
@@ -239,7 +244,15 @@ public final class Conv2d {
             let col = self.ws.ptr(0, chunk: c)
             for s in chunkRange(c, of: chunks, n: n) {
                 let ys = y + s * self.cout * P
-                for o in 0..<self.cout { (ys + o * P).initialize(repeating: b[o], count: P) }
+                for o in 0..<self.cout {
+                    let v = b[o] + (sampleBias?[s * self.cout + o] ?? 0)
+                    if let residual {
+                        let src = residual + (s * self.cout + o) * P, dst = ys + o * P
+                        for i in 0..<P { dst[i] = src[i] + v }
+                    } else {
+                        (ys + o * P).initialize(repeating: v, count: P)
+                    }
+                }
                 var src = x + s * inSize
                 if self.needsCol {
                     ConvProfile.time(0) { self.im2col(src, col) }
@@ -252,7 +265,11 @@ public final class Conv2d {
     }
 
     /// dW += sum_n dY[n] col[n]^T, db += sum dY, dx[n] = col2im(W^T dY[n]).
-    public func backward(_ dy: UnsafePointer<Float>, inputGrad: Bool = true) -> UnsafeMutablePointer<Float>? {
+    /// `channelSums` [n, cout], if given, receives sum over positions of dy per sample
+    /// and channel (computed anyway for the bias gradient; the time-embedding
+    /// projection's gradient needs exactly this).
+    public func backward(_ dy: UnsafePointer<Float>, inputGrad: Bool = true,
+                         channelSums: UnsafeMutablePointer<Float>? = nil) -> UnsafeMutablePointer<Float>? {
         let x = input!
         let P = ho * wo, K = kk, inSize = cin * h * w, wCount = cout * K
         let chunks = prepareChunks(n)
@@ -274,7 +291,11 @@ public final class Conv2d {
                 }
                 ConvProfile.time(1) { BLAS.gemm(false, true, self.cout, K, P, 1, dys, P, src, P, 1, part, K) }
                 let pb = part + wCount
-                for o in 0..<self.cout { pb[o] += vsum(dys + o * P, P) }
+                for o in 0..<self.cout {
+                    let v = vsum(dys + o * P, P)
+                    pb[o] += v
+                    channelSums?[s * self.cout + o] = v
+                }
                 if let dx {
                     if self.needsCol {
                         ConvProfile.time(1) { BLAS.gemm(true, false, K, P, self.cout, 1, W, K, dys, P, 0, dcol, P) }
