@@ -13,6 +13,7 @@ let package = Package(
     name: "ddpm",
     products: [
         .executable(name: "schedule", targets: ["schedule"]),
+        .executable(name: "noise", targets: ["noise"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,6 +27,7 @@ let package = Package(
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: swift5 + [.unsafeFlags(["-Ounchecked", "-wmo"])]),
         .executableTarget(name: "schedule", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "noise", dependencies: shared, swiftSettings: swift5),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: swift5),
     ]
 )
