@@ -36,12 +36,10 @@ struct NoiseTool: ParsableCommand {
     @Option(help: "Schedule file (a frame written by 'schedule').") var schedule: String?
     @Option(help: "Worker threads (default: all cores; results do not depend on it).") var threads: Int?
 
-    func validate() throws {
-        if randomT == (timestep != nil) { throw ValidationError("give exactly one of -t T and --random-t") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-    }
-
     func run() throws {
+        // Checked here, not in validate(), so that the error is one line like every other.
+        if randomT == (timestep != nil) { throw DDPMError("give exactly one of -t T (e.g. -t 500) and --random-t") }
+        if let threads, threads < 1 { throw DDPMError("--threads must be at least 1, got \(threads)") }
         var options = NoiseOptions(seed: seed, timesteps: randomT ? .random : .list(timestep!), schedulePath: schedule)
         if let threads { options.threads = threads }
         let writer = try FrameWriter()

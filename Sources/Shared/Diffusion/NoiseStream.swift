@@ -34,9 +34,12 @@ public func runNoise(_ options: NoiseOptions, reader: FrameReader, writer: Frame
         fixed = try ForwardProcess.parseTimesteps(text, T: schedule.T)
     }
     let process = ForwardProcess(schedule: schedule, seed: options.seed)
+    Memory.reuseLargeAllocations()
+    // Read the next frame while this one is noised and written.
+    let input = FramePrefetcher(reader)
     var sampleIndex: UInt64 = 0
     var frameNumber = 0
-    while let frame = try reader.next() {
+    while let frame = try input.next() {
         frameNumber += 1
         let outputs: [Frame]
         do {
