@@ -65,13 +65,25 @@ public struct NormalGenerator: Sendable {
     /// first the Philox words into `out`, then Box-Muller in place over the whole run.
     public func generate(index: UInt64, firstChunk: Int, chunks: Int, into out: UnsafeMutablePointer<Float>) {
         let raw = UnsafeMutableRawPointer(out)
-        for j in 0..<chunks {
-            let (w0, w1, w2, w3) = philox8(index: index, firstBlock: UInt64(firstChunk + j) &* 8)
-            let o = 128 * j
-            raw.storeBytes(of: w0, toByteOffset: o, as: SIMD8<UInt32>.self)
-            raw.storeBytes(of: w1, toByteOffset: o + 32, as: SIMD8<UInt32>.self)
-            raw.storeBytes(of: w2, toByteOffset: o + 64, as: SIMD8<UInt32>.self)
-            raw.storeBytes(of: w3, toByteOffset: o + 96, as: SIMD8<UInt32>.self)
+        // The Philox key schedule k_r = k + r (0x9E3779B9, 0xBB67AE85) is the same for every
+        // block: broadcast it once rather than in every round.
+        var keys = [SIMD8<UInt32>](repeating: SIMD8(), count: 20)
+        var k0 = key.0, k1 = key.1
+        for r in 0..<10 {
+            keys[2 * r] = SIMD8(repeating: k0)
+            keys[2 * r + 1] = SIMD8(repeating: k1)
+            k0 = k0 &+ 0x9E37_79B9
+            k1 = k1 &+ 0xBB67_AE85
+        }
+        keys.withUnsafeBufferPointer { keys in
+            for j in 0..<chunks {
+                let (w0, w1, w2, w3) = philox8(index: index, firstBlock: UInt64(firstChunk + j) &* 8, keys: keys.baseAddress!)
+                let o = 128 * j
+                raw.storeBytes(of: w0, toByteOffset: o, as: SIMD8<UInt32>.self)
+                raw.storeBytes(of: w1, toByteOffset: o + 32, as: SIMD8<UInt32>.self)
+                raw.storeBytes(of: w2, toByteOffset: o + 64, as: SIMD8<UInt32>.self)
+                raw.storeBytes(of: w3, toByteOffset: o + 96, as: SIMD8<UInt32>.self)
+            }
         }
         let words = raw.assumingMemoryBound(to: UInt32.self)
         // Pairs (w0, w1) and (w2, w3) of each block: lanes i and i + 8 of each 16-word half-chunk.
@@ -87,24 +99,23 @@ public struct NormalGenerator: Sendable {
 
     /// Philox4x32-10 (Salmon et al. 2011) on blocks firstBlock ..< firstBlock + 8 of stream
     /// `index` (counter (block lo, block hi, index lo, index hi)), as philox4x32() in Philox.swift,
-    /// 8 lanes wide. Returns the four output words of the 8 blocks.
+    /// 8 lanes wide; `keys` holds the 10 round keys (k0, k1), broadcast. Returns the four output
+    /// words of the 8 blocks.
     @inline(__always)
-    func philox8(index: UInt64, firstBlock block: UInt64) -> (SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>) {
+    func philox8(index: UInt64, firstBlock block: UInt64, keys: UnsafePointer<SIMD8<UInt32>>)
+        -> (SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>) {
         let lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7)
         // block is a multiple of 8, so lo + 7 never carries into the high word.
         var c0 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: block)) &+ lanes
         var c1 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: block >> 32))
         var c2 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: index))
         var c3 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: index >> 32))
-        var k0 = key.0, k1 = key.1
-        for _ in 0..<10 {
+        for r in 0..<10 {
             let (hi0, lo0) = mulhilo8(0xD251_1F53, c0)
             let (hi1, lo1) = mulhilo8(0xCD9E_8D57, c2)
-            let n0 = hi1 ^ c1 ^ SIMD8(repeating: k0)
-            let n2 = hi0 ^ c3 ^ SIMD8(repeating: k1)
+            let n0 = hi1 ^ c1 ^ keys[2 * r]
+            let n2 = hi0 ^ c3 ^ keys[2 * r + 1]
             c0 = n0; c1 = lo1; c2 = n2; c3 = lo0
-            k0 = k0 &+ 0x9E37_79B9
-            k1 = k1 &+ 0xBB67_AE85
         }
         return (c0, c1, c2, c3)
     }
@@ -161,17 +172,16 @@ func logUnit(_ x: Float) -> Float {
     p = p * s2 + 1.0 / 5
     p = p * s2 + 1.0 / 3
     p = p * s2 + 1
-    let ln2hi: Float = 0.693_145_751_953_125          // ln 2 split so that e ln2hi is exact
-    let ln2lo: Float = 1.428_606_820_286_227e-06
-    let ef = Float(e)
-    return (2 * s * p + ef * ln2lo) + ef * ln2hi
+    // Float(ln 2) is within 2^-25 relative: e ln2 (|e| <= 24) stays within Float rounding.
+    return 2 * s * p + Float(e) * 0.693_147_18
 }
 
 /// (sin 2 pi u, cos 2 pi u) for u = (k + 1/2) 2^-23, k the top 23 bits of the word
 /// (the same u as uniform23). Quadrant and remainder in integers, exactly:
 /// 4u = (k + 1/2) 2^-21, q = round(4u) = (k + 2^20) >> 21 in 0 ... 4,
 /// theta = (4u - q) pi/2 = (k - q 2^21 + 1/2) 2^-21 pi/2 in [-pi/4, pi/4];
-/// Taylor series to theta^11 (sin) and theta^12 (cos): truncation below 1.2e-10.
+/// Taylor series to theta^9 (sin) and theta^10 (cos): the first omitted terms are below
+/// (pi/4)^11/11! = 1.8e-9 and (pi/4)^12/12! = 1.2e-10, under Float's rounding.
 @inline(__always)
 func sinCosTwoPi(_ w: UInt32) -> (Float, Float) {
     let k = Int32(bitPattern: w >> 9)
@@ -180,14 +190,12 @@ func sinCosTwoPi(_ w: UInt32) -> (Float, Float) {
     let th = (Float(rem) + 0.5) * (Float.pi / 2 / 2_097_152)
     let t2 = th * th
     // sin: th (1 - t2/3! + t2^2/5! - ...), cos: 1 - t2/2! + t2^2/4! - ...
-    var sp: Float = -1.0 / 39_916_800
-    sp = sp * t2 + 1.0 / 362_880
+    var sp: Float = 1.0 / 362_880
     sp = sp * t2 - 1.0 / 5040
     sp = sp * t2 + 1.0 / 120
     sp = sp * t2 - 1.0 / 6
     let sn = th + th * t2 * sp
-    var cp: Float = 1.0 / 479_001_600
-    cp = cp * t2 - 1.0 / 3_628_800
+    var cp: Float = -1.0 / 3_628_800
     cp = cp * t2 + 1.0 / 40320
     cp = cp * t2 - 1.0 / 720
     cp = cp * t2 + 1.0 / 24
