@@ -78,13 +78,22 @@ public struct ForwardProcess: Sendable {
         return u
     }
 
-    /// Runs `body` on every unit on up to `threads` threads (static striding; results do not depend on it).
+    /// Runs `body` on every unit on up to `threads` threads. Units are handed out one at a
+    /// time (a worker that gets less CPU simply takes fewer); results do not depend on it.
     static func parallel(_ units: [Unit], threads: Int, _ body: (Unit) -> Void) {
         let n = max(1, min(threads, units.count))
         if n == 1 { for u in units { body(u) }; return }
-        DispatchQueue.concurrentPerform(iterations: n) { w in
-            var i = w
-            while i < units.count { body(units[i]); i += n }
+        let lock = NSLock()
+        var next = 0
+        DispatchQueue.concurrentPerform(iterations: n) { _ in
+            while true {
+                lock.lock()
+                let i = next
+                next += 1
+                lock.unlock()
+                guard i < units.count else { return }
+                body(units[i])
+            }
         }
     }
 
