@@ -21,20 +21,21 @@ declare -A cases=(
 out=$(mktemp)
 for i in $(seq "$runs"); do
   for name in $(printf '%s\n' "${!cases[@]}" | sort); do
-    s=$(date +%s.%N); bash -c "${cases[$name]}"; e=$(date +%s.%N)
-    echo "$name $s $e" >> "$out"
+    # wall, user and system seconds of the whole pipeline (both processes)
+    /usr/bin/time -f "$name %e %U %S" -a -o "$out" bash -c "${cases[$name]}"
   done
 done
 python3 - "$out" "$bytes" "$runs" <<'PY'
 import sys, statistics as st
-rows, n, runs = {}, int(sys.argv[2]), sys.argv[3]
+rows, cpu, n, runs = {}, {}, int(sys.argv[2]), sys.argv[3]
 for line in open(sys.argv[1]):
-    name, s, e = line.split(); rows.setdefault(name, []).append(float(e) - float(s))
+    name, e, u, s = line.split()
+    rows.setdefault(name, []).append(float(e)); cpu.setdefault(name, []).append(float(u) + float(s))
 base = st.median(rows["1-cat"])
-print(f"{n / 2**30:.2f} GiB, {runs} runs each, medians (min .. max)")
+print(f"{n / 2**30:.2f} GiB, {runs} runs each, medians (min .. max); cpu = user + sys of the pipeline")
 for name in sorted(rows):
     t = rows[name]; m = st.median(t)
-    print(f"{name[2:]:18s} {m:6.3f} s ({min(t):.3f} .. {max(t):.3f})  {n / m / 1e9:5.2f} GB/s  {base / m:5.2f} x cat")
+    print(f"{name[2:]:18s} {m:6.3f} s ({min(t):.3f} .. {max(t):.3f})  {n / m / 1e9:5.2f} GB/s  {base / m:5.2f} x cat  cpu {st.median(cpu[name]):.2f} s")
 PY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -f "$out"
