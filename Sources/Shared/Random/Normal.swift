@@ -6,8 +6,8 @@
 // eight blocks at a time in SIMD8<UInt32> lanes. Each block's four 32-bit words
 // give two uniform pairs; each pair gives two normals by Box-Muller
 // (Box & Muller 1958): z0 = r cos(2 pi u2), z1 = r sin(2 pi u2), r = sqrt(-2 ln u1).
-// log, sin and cos are evaluated in SIMD8<Float> with short polynomials accurate
-// to float rounding (see below), so this is NOT bit-identical to
+// log, sin and cos are evaluated in Float with short polynomials accurate to float
+// rounding (see below; the loop over lanes is vectorised), so this is NOT bit-identical to
 // RandomStream.nextNormal (which works in Double); it is a separate, documented
 // generator with the same reproducibility property.
 //
@@ -67,17 +67,16 @@ public struct NormalGenerator: Sendable {
         let raw = UnsafeMutableRawPointer(out)
         // The Philox key schedule k_r = k + r (0x9E3779B9, 0xBB67AE85) is the same for every
         // block: broadcast it once rather than in every round.
-        var keys = [SIMD8<UInt32>](repeating: SIMD8(), count: 20)
-        var k0 = key.0, k1 = key.1
-        for r in 0..<10 {
-            keys[2 * r] = SIMD8(repeating: k0)
-            keys[2 * r + 1] = SIMD8(repeating: k1)
-            k0 = k0 &+ 0x9E37_79B9
-            k1 = k1 &+ 0xBB67_AE85
-        }
-        keys.withUnsafeBufferPointer { keys in
+        withUnsafeTemporaryAllocation(of: SIMD8<UInt32>.self, capacity: 20) { keys in
+            var k0 = key.0, k1 = key.1
+            for r in 0..<10 {
+                keys[2 * r] = SIMD8(repeating: k0)
+                keys[2 * r + 1] = SIMD8(repeating: k1)
+                k0 = k0 &+ 0x9E37_79B9
+                k1 = k1 &+ 0xBB67_AE85
+            }
             for j in 0..<chunks {
-                let (w0, w1, w2, w3) = philox8(index: index, firstBlock: UInt64(firstChunk + j) &* 8, keys: keys.baseAddress!)
+                let (w0, w1, w2, w3) = philox8(index: index, firstBlock: UInt64(firstChunk + j) &* 8, keys: UnsafePointer(keys.baseAddress!))
                 let o = 128 * j
                 raw.storeBytes(of: w0, toByteOffset: o, as: SIMD8<UInt32>.self)
                 raw.storeBytes(of: w1, toByteOffset: o + 32, as: SIMD8<UInt32>.self)
@@ -85,14 +84,15 @@ public struct NormalGenerator: Sendable {
                 raw.storeBytes(of: w3, toByteOffset: o + 96, as: SIMD8<UInt32>.self)
             }
         }
-        let words = raw.assumingMemoryBound(to: UInt32.self)
         // Pairs (w0, w1) and (w2, w3) of each block: lanes i and i + 8 of each 16-word half-chunk.
+        // Raw (untyped) loads and stores: the buffer holds words first, then floats.
         for h in 0..<(2 * chunks) {
-            let p = words + 16 * h
+            let p = raw + 64 * h
             for i in 0..<8 {
-                let (c, s) = boxMuller(p[i], p[i + 8])
-                p[i] = c.bitPattern
-                p[i + 8] = s.bitPattern
+                let (c, s) = boxMuller(p.load(fromByteOffset: 4 * i, as: UInt32.self),
+                                       p.load(fromByteOffset: 4 * i + 32, as: UInt32.self))
+                p.storeBytes(of: c, toByteOffset: 4 * i, as: Float.self)
+                p.storeBytes(of: s, toByteOffset: 4 * i + 32, as: Float.self)
             }
         }
     }
