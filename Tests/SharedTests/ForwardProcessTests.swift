@@ -31,7 +31,7 @@ final class ForwardProcessTests: XCTestCase {
         let x0 = [Float](repeating: c, count: N * D)
         let ts = [0, 1, 250, 500, 999]
         let (eps, xts) = x0.withUnsafeBufferPointer {
-            fp.apply(x0: $0, sampleSize: D, firstIndex: 0, timesteps: ts.map { [Int](repeating: $0, count: N) })
+            try! fp.apply(x0: $0, sampleSize: D, firstIndex: 0, timesteps: ts.map { [Int](repeating: $0, count: N) })
         }
         for (k, t) in ts.enumerated() {
             var m = Moments()
@@ -133,7 +133,7 @@ final class ForwardProcessTests: XCTestCase {
             for n in sizes {
                 let part = Array(x0[(first * D)..<((first + n) * D)])
                 let (e, x) = part.withUnsafeBufferPointer {
-                    fp.apply(x0: $0, sampleSize: D, firstIndex: UInt64(first), timesteps: [Array(t[first..<(first + n)])], threads: threads)
+                    try! fp.apply(x0: $0, sampleSize: D, firstIndex: UInt64(first), timesteps: [Array(t[first..<(first + n)])], threads: threads)
                 }
                 eps += e; xt += x[0]
                 first += n
@@ -151,7 +151,7 @@ final class ForwardProcessTests: XCTestCase {
         let g = NormalGenerator(seed: 99, purpose: .noise)
         let zeros = [Float](repeating: 0, count: 2 * big)
         let (e, _) = zeros.withUnsafeBufferPointer {
-            fp.apply(x0: $0, sampleSize: big, firstIndex: 4, timesteps: [[0, 0]], threads: 2)
+            try! fp.apply(x0: $0, sampleSize: big, firstIndex: 4, timesteps: [[0, 0]], threads: 2)
         }
         var direct = [Float](repeating: 0, count: big)
         direct.withUnsafeMutableBufferPointer { g.fill(index: 5, from: 0, count: big, into: $0.baseAddress!) }
@@ -165,7 +165,7 @@ final class ForwardProcessTests: XCTestCase {
         let N = 50, D = 40
         let x0 = (0..<(N * D)).map { Float(sin(Double($0))) }
         let t = (0..<N).map { $0 * 20 }
-        let (eps, xts) = x0.withUnsafeBufferPointer { fp.apply(x0: $0, sampleSize: D, firstIndex: 0, timesteps: [t]) }
+        let (eps, xts) = x0.withUnsafeBufferPointer { try! fp.apply(x0: $0, sampleSize: D, firstIndex: 0, timesteps: [t]) }
         for i in 0..<(N * D) {
             let ts = t[i / D]
             let a = Float(s.sqrtAlphaBar[ts]), b = Float(s.sqrtOneMinusAlphaBar[ts])
@@ -205,5 +205,19 @@ final class ForwardProcessTests: XCTestCase {
             XCTAssertThrowsError(try ForwardProcess.parseTimesteps(bad, T: 1000), "'\(bad)'")
         }
         XCTAssertThrowsError(try ForwardProcess.parseTimesteps("10", T: 10))
+    }
+
+    /// apply() checks its arguments itself (preconditions vanish in the -Ounchecked library).
+    func testApplyRejectsBadArguments() throws {
+        let fp = ForwardProcess(schedule: try! Schedule.make(.linear, T: 10), seed: 0)
+        let x = [Float](repeating: 0, count: 6)
+        try x.withUnsafeBufferPointer { x in
+            XCTAssertThrowsError(try fp.apply(x0: x, sampleSize: 3, firstIndex: 0, timesteps: [[0, 10]]))
+            XCTAssertThrowsError(try fp.apply(x0: x, sampleSize: 3, firstIndex: 0, timesteps: [[0, -1]]))
+            XCTAssertThrowsError(try fp.apply(x0: x, sampleSize: 3, firstIndex: 0, timesteps: [[0]]))
+            XCTAssertThrowsError(try fp.apply(x0: x, sampleSize: 4, firstIndex: 0, timesteps: [[0]]))
+            XCTAssertThrowsError(try fp.apply(x0: x, sampleSize: 3, firstIndex: 0, timesteps: []))
+            XCTAssertNoThrow(try fp.apply(x0: x, sampleSize: 3, firstIndex: 0, timesteps: [[0, 9]]))
+        }
     }
 }

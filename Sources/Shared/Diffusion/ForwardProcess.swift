@@ -99,12 +99,21 @@ public struct ForwardProcess: Sendable {
 
     /// Noises a batch of N = x0.count / D samples whose first global index is `firstIndex`.
     /// `timesteps` holds one [N] array per output; every output uses the same eps.
-    /// Returns eps and one x_t per entry of `timesteps`.
+    /// Returns eps and one x_t per entry of `timesteps`. Checks its arguments (the library is
+    /// built -Ounchecked, where preconditions vanish).
     public func apply(x0: UnsafeBufferPointer<Float>, sampleSize D: Int, firstIndex: UInt64,
-                      timesteps: [[Int]], threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> (eps: [Float], xt: [[Float]]) {
-        precondition(D > 0 && x0.count % D == 0 && !timesteps.isEmpty)
+                      timesteps: [[Int]], threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> (eps: [Float], xt: [[Float]]) {
+        guard D > 0, x0.count % D == 0, x0.count > 0 else {
+            throw DDPMError("ForwardProcess.apply: \(x0.count) values do not make samples of \(D)")
+        }
+        guard !timesteps.isEmpty else { throw DDPMError("ForwardProcess.apply: no timesteps") }
         let n = x0.count, N = n / D
-        for ts in timesteps { precondition(ts.count == N && ts.allSatisfy { $0 >= 0 && $0 < schedule.T }) }
+        for ts in timesteps {
+            guard ts.count == N else { throw DDPMError("ForwardProcess.apply: \(ts.count) timesteps for \(N) samples") }
+            if let bad = ts.first(where: { $0 < 0 || $0 >= schedule.T }) {
+                throw DDPMError("t = \(bad) is out of range 0 ... \(schedule.T - 1)")
+            }
+        }
         let units = ForwardProcess.units(N: N, D: D)
         let gen = generator, a = self.a, b = self.b
         let x = x0.baseAddress!

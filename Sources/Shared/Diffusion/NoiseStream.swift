@@ -73,8 +73,8 @@ func noiseFrame(_ frame: Frame, process: ForwardProcess, fixed: [Int]?, firstInd
         ?? [process.randomTimesteps(count: N, firstIndex: firstIndex)]
     var eps: [Float] = [], xts: [[Float]] = timesteps.map { _ in [] }
     if N > 0 && D > 0 {
-        (eps, xts) = values.withUnsafeBufferPointer {
-            process.apply(x0: $0, sampleSize: D, firstIndex: firstIndex, timesteps: timesteps, threads: threads)
+        (eps, xts) = try values.withUnsafeBufferPointer {
+            try process.apply(x0: $0, sampleSize: D, firstIndex: firstIndex, timesteps: timesteps, threads: threads)
         }
     }
     sampleCount += UInt64(N)
