@@ -166,6 +166,8 @@ final class NoiseToolTests: XCTestCase {
             ("garbage on stdin", ["-t", "5"], Data("hello, this is not a tensor stream\n".utf8), "frame 1"),
             ("truncated stream", ["-t", "5"], good.prefix(good.count - 3), "truncated"),
             ("schedule frame after data", ["-t", "5"], try encode([batch(2), Schedule.standard().frame()]), "schedule frame"),
+            ("no x after a schedule frame", ["-t", "5"], try encode([Schedule.standard().frame(), noX]), "frame 2: no tensor 'x'"),
+            ("no x in the first frame", ["-t", "5"], try encode([noX]), "frame 1: no tensor 'x'"),
         ]
         for (what, args, input, needle) in cases {
             let r = try runTool("noise", args, stdin: input)

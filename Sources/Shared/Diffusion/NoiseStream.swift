@@ -35,10 +35,17 @@ public func runNoise(_ options: NoiseOptions, reader: FrameReader, writer: Frame
     }
     let process = ForwardProcess(schedule: schedule, seed: options.seed)
     Memory.reuseLargeAllocations()
+    // Errors name the frame's position in the stream, counting a consumed schedule frame:
+    // peek at the first data frame to learn its number (a frame put back does not count again).
+    let before = reader.framesRead
+    var frameNumber = before
+    if let first = try reader.next() {
+        frameNumber = (reader.framesRead == before ? before : reader.framesRead) - 1
+        reader.pushBack(first)
+    }
     // Read the next frame while this one is noised and written.
     let input = FramePrefetcher(reader)
     var sampleIndex: UInt64 = 0
-    var frameNumber = 0
     while let frame = try input.next() {
         frameNumber += 1
         let outputs: [Frame]
