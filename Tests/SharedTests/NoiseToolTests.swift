@@ -189,6 +189,27 @@ final class NoiseToolTests: XCTestCase {
         XCTAssertTrue(r.stdout.isEmpty)
     }
 
+    /// The read-ahead thread returns frames in order, then the end (again and again), and an
+    /// error in its place in the stream.
+    func testPrefetcherKeepsOrderEndAndErrors() throws {
+        let dir = temporaryDirectory()
+        let frames = (0..<7).map { batch(1 + $0, shape: [2], offset: $0) }
+        let path = dir.appendingPathComponent("s.st").path
+        try Frame.save(frames, path: path)
+        for depth in [1, 3] {
+            let p = FramePrefetcher(try FrameReader(path: path), depth: depth)
+            for f in frames { XCTAssertEqual(try p.next()?.require("y").integers(), try f.require("y").integers()) }
+            XCTAssertNil(try p.next())
+            XCTAssertNil(try p.next())
+        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        try data.prefix(data.count - 1).write(to: URL(fileURLWithPath: path))
+        let p = FramePrefetcher(try FrameReader(path: path))
+        for _ in 0..<6 { XCTAssertNotNil(try p.next()) }
+        XCTAssertThrowsError(try p.next()) { XCTAssertTrue("\($0)".contains("frame 7"), "\($0)") }
+        XCTAssertThrowsError(try p.next())
+    }
+
     func testHelpAndVersion() throws {
         let h = try runTool("noise", ["--help"])
         XCTAssertEqual(h.status, 0)
