@@ -5,6 +5,20 @@
 // kernels hand raw buffer pointers to DispatchQueue.concurrentPerform; Swift 6's
 // strict Sendable checking rejects that without wrappers on every loop.
 import PackageDescription
+import Foundation
+
+/// AVX2 + FMA code generation for our own kernels (SIMD8<Float> loops, exp, GroupNorm,
+/// im2col, the normal generator) when the building machine has them: the project's machines do
+/// (docs/BENCHMARKS.md); anywhere else the build falls back to the x86-64 baseline.
+let cpuFlags: [String] = {
+    #if arch(x86_64) && os(Linux)
+    if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+       info.contains(" avx2"), info.contains(" fma") {
+        return ["-target-cpu", "haswell"]
+    }
+    #endif
+    return []
+}()
 
 let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 let shared: [Target.Dependency] = ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -30,7 +44,7 @@ let package = Package(
         .target(name: "Shared",
                 dependencies: ["COpenBLAS", "CPNG", "CZlib",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                swiftSettings: swift5 + [.unsafeFlags(["-Ounchecked", "-wmo"])]),
+                swiftSettings: swift5 + [.unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags)]),
         .executableTarget(name: "schedule", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "tensor", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "denoise", dependencies: shared, swiftSettings: swift5),
