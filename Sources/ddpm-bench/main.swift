@@ -30,6 +30,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads (OpenBLAS and our own parallel loops).") var threads = 2
     @Flag(help: "Also print per-layer forward+backward times of the U-Net training step (stderr).") var profile = false
 
+    static func main() { runTool() }
+
     func run() throws {
         guard repeats >= 1 else { throw DDPMError("--repeats must be >= 1") }
         guard threads >= 1 else { throw DDPMError("--threads must be >= 1") }
@@ -74,6 +76,23 @@ struct Bench: ParsableCommand {
                     eprint(String(format: "  %-40@ %8.2f ms  %5.1f%%", net.opNames[k] as NSString, tm / Double(steps) * 1e3, 100 * tm / total))
                 }
                 eprint(String(format: "  %-40@ %8.2f ms", "total" as NSString, total / Double(steps) * 1e3))
+                // forward only (sampling), batch 64
+                net.resetProfile()
+                net.profile = true
+                ConvProfile.enabled = threads == 1
+                ConvProfile.seconds = [0, 0, 0]
+                for _ in 0..<steps { _ = net.forward(x, t: t, y: nil, training: false) }
+                net.profile = false
+                ConvProfile.enabled = false
+                let ftotal = net.opTimes.reduce(0, +)
+                let fc = ConvProfile.seconds.map { $0 / Double(steps) * 1e3 }
+                eprint(String(format: "[profile] unet forward b64: %.1f ms per forward; conv im2col %.1f, GEMM %.1f ms (CPU, 1 thread only)",
+                              ftotal / Double(steps) * 1e3, fc[0], fc[1]))
+                var groups: [String: Double] = [:]
+                for (k, tm) in net.opTimes.enumerated() { groups[String(net.opNames[k].split(separator: " ")[0]), default: 0] += tm }
+                for (g, tm) in groups.sorted(by: { $0.value > $1.value }) {
+                    eprint(String(format: "  %-12@ %8.2f ms", g as NSString, tm / Double(steps) * 1e3))
+                }
             }
         }
         if wanted.contains("mlp") {

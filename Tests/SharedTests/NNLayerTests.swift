@@ -71,14 +71,19 @@ final class NNLayerTests: XCTestCase {
                     XCTAssertEqual(Double(y[i]), v, accuracy: 1e-5)
                 }
             }}
-            gradCheck("GroupNorm fused=\(fused)", input: x, params: gn.parameters, forward: fwd,
-                      backward: { dy in dy.withUnsafeBufferPointer { arr(gn.backward($0.baseAddress!), n * 6 * hw) } })
+            for inPlace in [false, true] {
+                gradCheck("GroupNorm fused=\(fused) inPlace=\(inPlace)", input: x, params: gn.parameters, forward: fwd,
+                          backward: { dy in
+                              var d = dy
+                              return d.withUnsafeMutableBufferPointer { arr(gn.backward($0.baseAddress!, inPlace: inPlace), n * 6 * hw) }
+                          })
+            }
         }
     }
 
     func testAttentionForwardAndGradients() {
         let f = ParameterFactory(seed: 1), ws = Workspace()
-        let C = 8, heads = 2, n = 3, P = 6
+        let C = 8, heads = 2, n = 3, P = 10   // P = 8 + 2: vector and tail paths of the softmax
         let at = SpatialAttention("attn", channels: C, heads: heads, groups: 2, f, ws)
         randomizeParameters(at.parameters, seed: 5, scale: 0.5)
         let x = testNormals(n * C * P, seed: 6)

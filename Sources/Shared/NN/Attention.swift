@@ -14,7 +14,7 @@ public final class SpatialAttention {
     public let wv: Parameter, bv: Parameter, wo: Parameter, bo: Parameter
     let ws: Workspace
     let q = Buffer(), k = Buffer(), v = Buffer(), attn = Buffer(), o = Buffer(), out = Buffer()
-    let dO = Buffer(), dQ = Buffer(), dK = Buffer(), dV = Buffer(), dn = Buffer(), dIn = Buffer()
+    let dO = Buffer(), dQ = Buffer(), dK = Buffer(), dV = Buffer(), dn = Buffer()
     var input: UnsafePointer<Float>? = nil
     var nrm: UnsafePointer<Float>? = nil
     var n = 0, P = 0
@@ -55,15 +55,7 @@ public final class SpatialAttention {
                 let Qh = qp + s * cp + h * d * P, Kh = kp + s * cp + h * d * P, Vh = vp + s * cp + h * d * P
                 let A = ap + (s * H + h) * P * P
                 BLAS.gemm(true, false, P, P, d, scale, Qh, P, Kh, P, 0, A, P)
-                for i in 0..<P {   // softmax over keys, row i
-                    let r = A + i * P
-                    var m = r[0]
-                    for j in 1..<P { m = max(m, r[j]) }
-                    var sum: Float = 0
-                    for j in 0..<P { let e = expf(r[j] - m); r[j] = e; sum += e }
-                    let inv = 1 / sum
-                    for j in 0..<P { r[j] *= inv }
-                }
+                for i in 0..<P { softmaxRow(A + i * P, P) }   // softmax over keys, row i
                 BLAS.gemm(false, true, d, P, P, 1, Vh, P, A, P, 0, op + s * cp + h * d * P, P)
             }
             let ys = y + s * cp, xs = x + s * cp
@@ -135,9 +127,9 @@ public final class SpatialAttention {
                 for c in 0..<C { gB[c] += p[C * C + c] }
             }
         }
-        let dxn = norm.backward(dnp)
-        let dx = dIn.ensure(n * cp)
-        parallelRanges(n * cp) { range in for i in range { dx[i] = dxn[i] + dy[i] } }
+        // dx = d GN-branch + dy (residual), in place in the GroupNorm's gradient buffer
+        let dx = norm.backward(dnp, inPlace: true)
+        parallelRanges(n * cp) { range in for i in range { dx[i] += dy[i] } }
         return dx
     }
 }
