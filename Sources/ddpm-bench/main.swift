@@ -16,7 +16,7 @@ struct Bench: ParsableCommand {
         the peer benchmark (bench-unet-28, mlp-2d, linear schedule T=1000). Each figure also has \
         cpu_use (share of the threads' capacity the process got; < 85% is flagged \
         CONTAMINATED: other processes ran) and per_cpu_second. The parameter \
-        update is plain SGD (lr 1e-4 / 1e-3) until AdamW lands; it is ~1% of a step.
+        update is AdamW (lr 1e-4 / 1e-3, weight decay 0.01), as the peer.
 
         Examples:
           ddpm-bench > bench.json
@@ -45,7 +45,7 @@ struct Bench: ParsableCommand {
             let net = NetworkFactory.benchUNet28(seed: 1)
             eprint("[unet] bench-unet-28: \(net.parameters.reduce(0) { $0 + $1.count }) params")
             for b in [64, 128] {
-                let step = Trainer(net: net, batch: b, lr: 1e-4, schedule: sched, dataSeed: 7)
+                let step = BenchStep(net: net, batch: b, lr: 1e-4, schedule: sched, dataSeed: 7)
                 figures["unet.train_b\(b)"] = measure("unet.train_b\(b)", unit: "img/s", per: Double(b),
                                                       warmup: 2, repeats: repeats, extra: ["batch": b]) { step.step() }
             }
@@ -56,7 +56,7 @@ struct Bench: ParsableCommand {
                 _ = net.forward(x, t: t, y: nil, training: false)
             }
             if profile {
-                let step = Trainer(net: net, batch: 64, lr: 1e-4, schedule: sched, dataSeed: 7)
+                let step = BenchStep(net: net, batch: 64, lr: 1e-4, schedule: sched, dataSeed: 7)
                 step.step()
                 net.resetProfile()
                 net.profile = true
@@ -97,7 +97,7 @@ struct Bench: ParsableCommand {
         }
         if wanted.contains("mlp") {
             let net = NetworkFactory.benchMLP2D(seed: 1)
-            let step = Trainer(net: net, batch: 256, lr: 1e-3, schedule: sched, dataSeed: 7)
+            let step = BenchStep(net: net, batch: 256, lr: 1e-3, schedule: sched, dataSeed: 7)
             figures["mlp.train_b256"] = measure("mlp.train_b256", unit: "steps/s", per: 200, warmup: 1,
                                                 repeats: repeats, extra: ["batch": 256, "steps": 200]) {
                 for _ in 0..<200 { step.step() }
@@ -110,7 +110,7 @@ struct Bench: ParsableCommand {
         let json: [String: Any] = [
             "env": ["tool": "ddpm-bench", "version": toolkitVersion, "threads": threads,
                     "cpus": ProcessInfo.processInfo.activeProcessorCount],
-            "method": "median of --repeats timed runs after warm-up; SGD update (AdamW pending)",
+            "method": "median of --repeats timed runs after warm-up; AdamW update as the peer",
             "figures": figures,
             "peak_rss_mb": rssMB,
         ]
@@ -166,8 +166,8 @@ func measure(_ key: String, unit: String, per: Double, warmup: Int, repeats: Int
 }
 
 /// One training step as the peer's: eps ~ N(0, I), t uniform, x_t = sqrt(abar) x0 + sqrt(1 - abar) eps,
-/// forward, MSE(eps_hat, eps) (mean), backward, update (SGD here).
-final class Trainer {
+/// forward, MSE(eps_hat, eps) (mean), backward, AdamW update.
+final class BenchStep {
     let net: Network
     let batch: Int
     let lr: Float
@@ -178,6 +178,7 @@ final class Trainer {
     var xt: [Float]
     var eps: [Float]
     var t: [Int]
+    var optimizer: AdamW!
 
     init(net: Network, batch: Int, lr: Float, schedule: Schedule, dataSeed: UInt64) {
         self.net = net; self.batch = batch; self.lr = lr; self.schedule = schedule
@@ -186,6 +187,12 @@ final class Trainer {
         xt = [Float](repeating: 0, count: batch * per)
         eps = xt
         t = [Int](repeating: 0, count: batch)
+        // The peer's optimizer: AdamW, betas 0.9/0.999, eps 1e-8, weight decay 0.01, no clipping.
+        var config = OptimizerConfig()
+        config.lr = Double(lr)
+        config.weightDecay = 0.01
+        config.clip = 0
+        optimizer = AdamW(parameters: net.parameters, config: config)
     }
 
     func step() {
@@ -208,12 +215,6 @@ final class Trainer {
         for i in 0..<g.count { g[i] = scale * (out[i] - eps[i]) }
         for p in net.parameters { p.zeroGrad() }
         _ = net.backward(g)
-        for p in net.parameters {
-            p.value.withUnsafeMutableBufferPointer { v in
-                p.grad.withUnsafeBufferPointer { gr in
-                    for i in 0..<v.count { v[i] -= lr * gr[i] }
-                }
-            }
-        }
+        optimizer.update()
     }
 }
