@@ -1,0 +1,53 @@
+// The README's pipeline examples are run as written, so the README stays true.
+import Foundation
+import XCTest
+@testable import Shared
+
+final class ReadmeTests: XCTestCase {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The ```sh block after `<!-- tested-pipelines -->` in README.md.
+    func pipelineBlock() throws -> String {
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        guard let marker = readme.range(of: "<!-- tested-pipelines -->"),
+              let open = readme.range(of: "```sh\n", range: marker.upperBound..<readme.endIndex),
+              let close = readme.range(of: "```", range: open.upperBound..<readme.endIndex) else {
+            XCTFail("README.md has no tested pipeline block"); return ""
+        }
+        return String(readme[open.upperBound..<close.lowerBound])
+    }
+
+    func testPipelinesRunAsWritten() throws {
+        let script = try pipelineBlock()
+        XCTAssertTrue(script.contains("noise"), "the block should hold the README's pipelines")
+        let dir = temporaryDirectory()
+        // a.png: a 28x28 gray gradient image, for the PNG pipelines.
+        var pixels = [UInt8](repeating: 0, count: 28 * 28)
+        for i in 0..<pixels.count { pixels[i] = UInt8((i % 28 + i / 28) * 255 / 54) }
+        try PNG.write8(path: dir.appendingPathComponent("a.png").path, width: 28, height: 28, channels: 1, pixels: pixels)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        // No pipefail: `schedule ... | head` ends schedule with SIGPIPE, as it does for a user.
+        // A failing tool is caught by its one-line message on stderr (checked empty below).
+        p.arguments = ["-c", "set -eu\n" + script]
+        p.currentDirectoryURL = dir
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = productsDirectory.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let outText = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "README pipelines failed:\n\(errText)")
+        XCTAssertEqual(errText, "", "a README pipeline reported an error")
+        // What the commands must have produced.
+        XCTAssertTrue(outText.hasPrefix("t\tbeta\talpha\talpha_bar"), "schedule --text header")
+        XCTAssertTrue(outText.contains("[1000,2]"), "tensor info shows the moons batch")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        XCTAssertTrue(files.contains { $0.hasPrefix("out") && $0.hasSuffix(".png") }, "to-png wrote \(files)")
+        XCTAssertTrue(files.contains("xt.st"))
+    }
+}
