@@ -16,6 +16,8 @@ let package = Package(
         .executable(name: "tensor", targets: ["tensor"]),
         .executable(name: "denoise", targets: ["denoise"]),
         .executable(name: "guide", targets: ["guide"]),
+        .executable(name: "train", targets: ["train"]),
+        .executable(name: "ddpm-bench", targets: ["ddpm-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,6 +34,8 @@ let package = Package(
         .executableTarget(name: "tensor", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "denoise", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "guide", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "train", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "ddpm-bench", dependencies: shared, swiftSettings: swift5),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: swift5),
     ]
 )

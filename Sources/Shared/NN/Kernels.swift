@@ -1,0 +1,151 @@
+// Low-level pieces shared by the layers: owned float buffers, a thin cblas_sgemm
+// wrapper, fixed-partition parallel loops and reproducible weight initialisation.
+import COpenBLAS
+import Dispatch
+import Foundation
+
+/// A float buffer owned by a layer and reused across steps; it only grows, so at
+/// steady state (same batch size) no step allocates. Its pointer is stable until
+/// the next `ensure` that needs more room.
+public final class Buffer {
+    public private(set) var ptr: UnsafeMutablePointer<Float>
+    public private(set) var capacity: Int
+
+    public init() {
+        ptr = .allocate(capacity: 1)
+        capacity = 1
+    }
+
+    /// A pointer to at least `count` floats (contents unspecified after growth).
+    @discardableResult
+    public func ensure(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            ptr.deallocate()
+            ptr = .allocate(capacity: count)
+            capacity = count
+        }
+        return ptr
+    }
+
+    /// `ensure(count)` and set the first `count` values to zero.
+    @discardableResult
+    public func zeroed(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let p = ensure(count)
+        p.initialize(repeating: 0, count: count)
+        return p
+    }
+
+    deinit { ptr.deallocate() }
+}
+
+extension Parameter {
+    /// Base address of `value`. Valid while `value` is neither reassigned nor
+    /// resized; layers take it afresh at every forward/backward call.
+    @inline(__always) var w: UnsafeMutablePointer<Float> {
+        UnsafeMutablePointer(mutating: value.withUnsafeBufferPointer { $0.baseAddress! })
+    }
+    /// Base address of `grad` (same validity rule as `w`).
+    @inline(__always) var g: UnsafeMutablePointer<Float> {
+        grad.withUnsafeMutableBufferPointer { $0.baseAddress! }
+    }
+}
+
+/// OpenBLAS access. The thread count is a process-wide setting: layers that run
+/// their own per-sample parallel loops call `setThreads(1)` first, big single
+/// GEMMs may use `setThreads(BLAS.maxThreads)`. Never changed from inside a
+/// parallel region.
+public enum BLAS {
+    nonisolated(unsafe) private static var current = -1
+    /// Threads used for big GEMMs and for our own parallel loops (2 on the dev machine).
+    nonisolated(unsafe) public static var maxThreads: Int = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 2))
+
+    public static func setThreads(_ n: Int) {
+        if n != current {
+            openblas_set_num_threads(Int32(n))
+            current = n
+        }
+    }
+
+    /// C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C, row-major.
+    @inline(__always)
+    public static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+                            _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+                            _ b: UnsafePointer<Float>, _ ldb: Int,
+                            _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+/// Runs body(i) for i in 0..<n, concurrently. Each index must write disjoint memory.
+@inline(__always)
+func parallelFor(_ n: Int, _ body: (Int) -> Void) {
+    if n <= 1 || BLAS.maxThreads == 1 {
+        for i in 0..<n { body(i) }
+    } else {
+        DispatchQueue.concurrentPerform(iterations: n, execute: body)
+    }
+}
+
+/// Fixed partition of 0..<n into `chunks` contiguous ranges (depends only on n):
+/// reductions over the batch sum per-chunk partials in chunk order, so results
+/// are bit-identical run to run whatever the thread scheduling.
+@inline(__always)
+func chunkRange(_ c: Int, of chunks: Int, n: Int) -> Range<Int> {
+    (c * n / chunks)..<((c + 1) * n / chunks)
+}
+
+/// Number of reduction chunks for a batch of n (fixed, independent of the thread count).
+@inline(__always)
+func reductionChunks(_ n: Int) -> Int { min(n, 4) }
+
+/// Creates named parameters with reproducible initial values: parameter number k
+/// (in creation order) draws from RandomStream(seed, .init_, k).
+///
+/// Scheme (documented in docs/FORMAT-nn.md): weights and biases of Linear and
+/// Conv layers uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) as PyTorch does;
+/// GroupNorm scale 1, shift 0; embedding tables N(0, 1); the last conv of each
+/// residual block and the output conv zero-initialised (Nichol & Dhariwal 2021).
+public final class ParameterFactory {
+    public let seed: UInt64
+    public private(set) var all: [Parameter] = []
+
+    public init(seed: UInt64) { self.seed = seed }
+
+    private func nextStream() -> RandomStream {
+        RandomStream(seed: seed, purpose: .init_, index: UInt64(all.count))
+    }
+
+    public func uniform(_ name: String, _ shape: [Int], bound: Float) -> Parameter {
+        var r = nextStream()
+        let n = shape.reduce(1, *)
+        var v = [Float](repeating: 0, count: n)
+        for i in 0..<n { v[i] = Float((2 * r.nextUniform() - 1) * Double(bound)) }
+        let p = Parameter(name: name, shape: shape, value: v)
+        all.append(p)
+        return p
+    }
+
+    public func normal(_ name: String, _ shape: [Int], std: Float = 1) -> Parameter {
+        var r = nextStream()
+        let n = shape.reduce(1, *)
+        var v = [Float](repeating: 0, count: n)
+        for i in 0..<n { v[i] = r.nextNormal() * std }
+        let p = Parameter(name: name, shape: shape, value: v)
+        all.append(p)
+        return p
+    }
+
+    public func constant(_ name: String, _ shape: [Int], _ c: Float) -> Parameter {
+        let p = Parameter(name: name, shape: shape, value: [Float](repeating: c, count: shape.reduce(1, *)))
+        all.append(p)
+        return p
+    }
+}
+
+/// SiLU(x) = x * sigmoid(x) and its derivative s (1 + x (1 - s)).
+@inline(__always) func silu(_ x: Float) -> Float { x / (1 + expf(-x)) }
+@inline(__always) func siluGrad(_ x: Float) -> Float {
+    let s = 1 / (1 + expf(-x))
+    return s * (1 + x * (1 - s))
+}

@@ -1,0 +1,113 @@
+// Model and checkpoint files: ONE frame (one safetensors file) holding the weights
+// (EMA and raw), the schedule's betas and the metadata that rebuilds the network
+// (docs/FORMAT-train.md). A checkpoint adds the optimizer state and the step.
+
+/// Which weights of a model file to load into the network.
+public enum WeightChoice: String, Sendable {
+    /// The exponential moving average (what sampling uses by default).
+    case ema
+    /// The weights as the optimizer left them.
+    case raw
+}
+
+/// A model read back from a file.
+public struct LoadedModel {
+    public var network: Network
+    public var schedule: Schedule
+    /// The file's `__metadata__` (kind, arch.*, loss, classes, data_shape, ...).
+    public var metadata: [String: String]
+    /// The whole frame (for resuming: raw, EMA and optimizer tensors).
+    public var frame: Frame
+
+    /// The network's architecture dictionary, from the `arch.` keys.
+    public var architecture: [String: String] { ModelFile.architecture(from: metadata) }
+    public var loss: LossKind { LossKind(rawValue: metadata["loss"] ?? "simple") ?? .simple }
+    /// Number of classes K (0 = unconditional; label K is the null class).
+    public var classes: Int { Int(metadata["classes"] ?? "0") ?? 0 }
+    /// Shape of one data sample, e.g. [1, 28, 28] or [2].
+    public var dataShape: [Int] { (metadata["data_shape"] ?? "").split(separator: ",").compactMap { Int($0) } }
+}
+
+public enum ModelFile {
+    public static let archPrefix = "arch."
+
+    public static func architecture(from metadata: [String: String]) -> [String: String] {
+        var a: [String: String] = [:]
+        for (k, v) in metadata where k.hasPrefix(archPrefix) { a[String(k.dropFirst(archPrefix.count))] = v }
+        return a
+    }
+
+    /// The frame of a model (`kind = model`) or, with an optimizer, of a checkpoint (`kind = checkpoint`).
+    /// Tensors, in order: `ema.<p>` F32, `raw.<p>` F32 for every parameter p (the network's order),
+    /// `schedule.beta` F64 [T]; for a checkpoint also `adam.m.<p>`, `adam.v.<p>` F32.
+    /// `info` is merged into the metadata (loss, classes, data_shape, steps, seed, ...).
+    public static func frame(network: Network, ema: EMA, schedule: Schedule, info: [String: String],
+                             optimizer: AdamW? = nil, kind: String? = nil) -> Frame {
+        var meta = info
+        meta["kind"] = kind ?? (optimizer == nil ? "model" : "checkpoint")
+        meta["toolkit_version"] = toolkitVersion
+        for (k, v) in network.architecture { meta[archPrefix + k] = v }
+        meta["schedule"] = schedule.kind.rawValue
+        meta["T"] = String(schedule.T)
+        meta["zero_terminal_snr"] = schedule.zeroTerminalSNR ? "true" : "false"
+        if !schedule.betaStart.isNaN { meta["beta_start"] = "\(schedule.betaStart)" }
+        if !schedule.betaEnd.isNaN { meta["beta_end"] = "\(schedule.betaEnd)" }
+        meta["ema_decay"] = "\(ema.decay)"
+        meta["ema_updates"] = String(ema.updates)
+        var f = Frame(metadata: meta)
+        let params = network.parameters
+        for (j, p) in params.enumerated() { f["ema." + p.name] = Tensor(ema.shadow[j], shape: p.shape) }
+        for p in params { f["raw." + p.name] = Tensor(p.value, shape: p.shape) }
+        f["schedule.beta"] = Tensor(schedule.beta, shape: [schedule.T])
+        if let optimizer {
+            f.metadata["step"] = String(optimizer.step)
+            for (j, p) in params.enumerated() { f["adam.m." + p.name] = Tensor(optimizer.m[j], shape: p.shape) }
+            for (j, p) in params.enumerated() { f["adam.v." + p.name] = Tensor(optimizer.v[j], shape: p.shape) }
+        }
+        return f
+    }
+
+    /// Reads the F32 tensor `prefix + p.name` for every parameter, checking its shape.
+    public static func tensors(_ frame: Frame, prefix: String, for params: [Parameter]) throws -> [[Float]] {
+        try params.map { p in
+            guard let t = frame[prefix + p.name] else { throw DDPMError("model file has no tensor '\(prefix + p.name)'") }
+            guard t.shape == p.shape else {
+                throw DDPMError("tensor '\(prefix + p.name)' has shape \(t.shape), the network expects \(p.shape)")
+            }
+            guard case .f32(let a) = t.storage else { throw DDPMError("tensor '\(prefix + p.name)' must be F32, found \(t.dtype.rawValue)") }
+            return a
+        }
+    }
+
+    /// The schedule stored in a model frame (`schedule.beta` plus the schedule metadata).
+    public static func schedule(of frame: Frame) throws -> Schedule {
+        let b = try frame.require("schedule.beta")
+        guard b.shape.count == 1 else { throw DDPMError("'schedule.beta' must have shape [T], got \(b.shape)") }
+        let m = frame.metadata
+        return try Schedule(betas: b.doubles, kind: ScheduleKind(rawValue: m["schedule"] ?? "custom") ?? .custom,
+                            betaStart: Double(m["beta_start"] ?? "") ?? .nan, betaEnd: Double(m["beta_end"] ?? "") ?? .nan,
+                            zeroTerminalSNR: m["zero_terminal_snr"] == "true")
+    }
+
+    /// Rebuilds the network of a model, classifier or checkpoint frame (with `factory`, normally
+    /// `makeAnyNetwork`: NetworkFactory.make or the classifier) and loads the chosen weights into it.
+    public static func load(frame: Frame, weights: WeightChoice = .ema,
+                            factory: ([String: String]) throws -> Network = makeAnyNetwork(architecture:)) throws -> LoadedModel {
+        guard frame.kind == "model" || frame.kind == "checkpoint" || frame.kind == "classifier" else {
+            throw DDPMError("expected a model, classifier or checkpoint frame, got kind '\(frame.kind ?? "none")'")
+        }
+        let arch = architecture(from: frame.metadata)
+        guard !arch.isEmpty else { throw DDPMError("model file has no architecture (no 'arch.' metadata keys)") }
+        let network = try factory(arch)
+        let values = try tensors(frame, prefix: weights == .ema ? "ema." : "raw.", for: network.parameters)
+        for (p, v) in zip(network.parameters, values) { p.value = v }
+        return LoadedModel(network: network, schedule: try schedule(of: frame), metadata: frame.metadata, frame: frame)
+    }
+
+    /// `load(frame:)` on the first frame of a file; errors name the file.
+    public static func load(path: String, weights: WeightChoice = .ema,
+                            factory: ([String: String]) throws -> Network = makeAnyNetwork(architecture:)) throws -> LoadedModel {
+        do { return try load(frame: try Frame.load(path: path), weights: weights, factory: factory) }
+        catch let e as DDPMError { throw DDPMError("\(path): \(e.message)") }
+    }
+}

@@ -1,0 +1,150 @@
+// AdamW with linear learning-rate warm-up and global gradient-norm clipping, and an
+// exponential moving average of the weights. Every loop runs in a fixed order in
+// Float, so two runs from the same state give bit-identical weights.
+import Foundation
+
+public struct OptimizerConfig: Sendable {
+    /// Peak learning rate (after warm-up).
+    public var lr: Double = 2e-4
+    public var beta1: Double = 0.9
+    public var beta2: Double = 0.999
+    public var eps: Double = 1e-8
+    /// Decoupled weight decay lambda (Loshchilov & Hutter 2019): p -= lr * lambda * p.
+    public var weightDecay: Double = 0
+    /// Linear warm-up over this many steps (0 = none): lr_k = lr * min(1, (k + 1) / warmup).
+    public var warmup: Int = 0
+    /// Clip the global L2 norm of all gradients to this value (0 = no clipping).
+    public var clip: Double = 1
+    public init() {}
+}
+
+/// AdamW (Kingma & Ba 2015, Algorithm 1, with Loshchilov & Hutter 2019's decoupled decay).
+/// `step` counts the updates done so far; update k (0-based) uses bias corrections with k + 1.
+public final class AdamW {
+    public let parameters: [Parameter]
+    public var config: OptimizerConfig
+    /// First and second moment estimates, one array per parameter.
+    public var m: [[Float]]
+    public var v: [[Float]]
+    public private(set) var step: Int = 0
+
+    public init(parameters: [Parameter], config: OptimizerConfig) {
+        self.parameters = parameters
+        self.config = config
+        m = parameters.map { [Float](repeating: 0, count: $0.count) }
+        v = m
+    }
+
+    /// Restores the moments and the step count (from a checkpoint).
+    public func restore(m: [[Float]], v: [[Float]], step: Int) throws {
+        guard m.count == parameters.count, v.count == parameters.count else {
+            throw DDPMError("optimizer state has \(m.count) tensors for \(parameters.count) parameters")
+        }
+        for (i, p) in parameters.enumerated() where m[i].count != p.count || v[i].count != p.count {
+            throw DDPMError("optimizer state for '\(p.name)' has the wrong size")
+        }
+        self.m = m
+        self.v = v
+        self.step = step
+    }
+
+    /// The learning rate of update k (0-based): linear warm-up to `lr` over `warmup` updates.
+    public func learningRate(at k: Int) -> Double {
+        guard config.warmup > 0 else { return config.lr }
+        return config.lr * min(1, Double(k + 1) / Double(config.warmup))
+    }
+
+    /// Global L2 norm of all gradients, sqrt(sum_p sum_i g_i^2) (accumulated in Double).
+    public func gradientNorm() -> Double {
+        var s = 0.0
+        for p in parameters {
+            p.grad.withUnsafeBufferPointer { g in
+                for i in 0..<g.count { let x = Double(g[i]); s += x * x }
+            }
+        }
+        return s.squareRoot()
+    }
+
+    /// Scales all gradients by clip / norm when the norm exceeds `clip` (Pascanu et al. 2013).
+    /// Returns the norm before clipping.
+    @discardableResult
+    public func clipGradients() -> Double {
+        let norm = gradientNorm()
+        guard config.clip > 0, norm > config.clip else { return norm }
+        let scale = Float(config.clip / norm)
+        for p in parameters {
+            p.grad.withUnsafeMutableBufferPointer { g in
+                for i in 0..<g.count { g[i] *= scale }
+            }
+        }
+        return norm
+    }
+
+    /// One AdamW update with the current gradients:
+    ///   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+    ///   p -= lr_k * ( (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps) + lambda p ),  k = step + 1.
+    public func update() {
+        let k = step + 1
+        let lr = learningRate(at: step)
+        let b1 = Float(config.beta1), b2 = Float(config.beta2)
+        let c1 = Float(1 / (1 - pow(config.beta1, Double(k))))
+        let c2 = Float(1 / (1 - pow(config.beta2, Double(k))))
+        let eps = Float(config.eps)
+        let lrF = Float(lr)
+        let decay = Float(lr * config.weightDecay)
+        for (j, p) in parameters.enumerated() {
+            p.value.withUnsafeMutableBufferPointer { w in
+            p.grad.withUnsafeBufferPointer { g in
+            m[j].withUnsafeMutableBufferPointer { mm in
+            v[j].withUnsafeMutableBufferPointer { vv in
+                for i in 0..<w.count {
+                    let gi = g[i]
+                    mm[i] = b1 * mm[i] + (1 - b1) * gi
+                    vv[i] = b2 * vv[i] + (1 - b2) * gi * gi
+                    let mHat = mm[i] * c1
+                    let vHat = vv[i] * c2
+                    w[i] -= lrF * (mHat / (vHat.squareRoot() + eps)) + decay * w[i]
+                }
+            }}}}
+        }
+        step += 1
+    }
+}
+
+/// Exponential moving average of the weights (Ho et al. 2020 sample with an EMA of decay 0.9999).
+/// The effective decay of update n (0-based) is min(decay, (1 + n) / (10 + n)) -- the warm-up of
+/// TensorFlow's ExponentialMovingAverage with num_updates -- so a short run's average is not
+/// dominated by the initial weights; after ~10^5 updates it equals `decay`. decay = 0 keeps a copy.
+public final class EMA {
+    public let decay: Double
+    public var shadow: [[Float]]
+    public private(set) var updates: Int = 0
+
+    public init(parameters: [Parameter], decay: Double) {
+        self.decay = decay
+        shadow = parameters.map { $0.value }
+    }
+
+    public func restore(shadow: [[Float]], updates: Int) throws {
+        guard shadow.count == self.shadow.count, zip(shadow, self.shadow).allSatisfy({ $0.count == $1.count }) else {
+            throw DDPMError("EMA state does not match the parameters")
+        }
+        self.shadow = shadow
+        self.updates = updates
+    }
+
+    /// The decay used by update n.
+    public func effectiveDecay(at n: Int) -> Double { min(decay, Double(1 + n) / Double(10 + n)) }
+
+    /// ema = d ema + (1 - d) p.
+    public func update(_ parameters: [Parameter]) {
+        let d = Float(effectiveDecay(at: updates))
+        for (j, p) in parameters.enumerated() {
+            p.value.withUnsafeBufferPointer { w in
+            shadow[j].withUnsafeMutableBufferPointer { s in
+                for i in 0..<s.count { s[i] = d * s[i] + (1 - d) * w[i] }
+            }}
+        }
+        updates += 1
+    }
+}

@@ -1,0 +1,319 @@
+// U-Net noise predictor in the style of Ho et al. 2020 / Nichol & Dhariwal 2021,
+// laid out as diffusers' UNet2DModel (the peer's "bench-unet-28"): conv_in, down
+// levels of residual blocks (+ attention at chosen resolutions) and stride-2 conv
+// downsamplers, a mid block (res, attention, res), up levels of res_blocks+1
+// residual blocks each fed cat([h, skip]) from the skip stack, nearest x2 + conv
+// upsamplers, then GroupNorm-SiLU-conv_out.
+import Foundation
+
+/// Hyper-parameters of a U-Net (the `architecture` dictionary, typed).
+public struct UNetConfig: Equatable {
+    public var inShape: [Int]           // [C, H, W]
+    public var channels: Int            // base channels
+    public var mults: [Int]             // channel multiplier per level
+    public var resBlocks: Int           // residual blocks per down level (up levels: +1)
+    public var attnResolutions: [Int]   // feature-map sizes (H) with attention
+    public var heads: Int               // attention heads; 0: channels / headDim
+    public var headDim: Int
+    public var groups: Int
+    public var dropout: Float
+    public var classes: Int             // 0: unconditional; else K classes + null class K
+    public var learnSigma: Bool         // doubled output channels [eps | v]
+    public var seed: UInt64
+
+    public init(inShape: [Int], channels: Int = 32, mults: [Int] = [1, 2, 2], resBlocks: Int = 2,
+                attnResolutions: [Int] = [7], heads: Int = 8, headDim: Int = 8, groups: Int = 8,
+                dropout: Float = 0, classes: Int = 0, learnSigma: Bool = false, seed: UInt64 = 0) {
+        self.inShape = inShape; self.channels = channels; self.mults = mults; self.resBlocks = resBlocks
+        self.attnResolutions = attnResolutions; self.heads = heads; self.headDim = headDim
+        self.groups = groups; self.dropout = dropout; self.classes = classes
+        self.learnSigma = learnSigma; self.seed = seed
+    }
+
+    /// Sinusoid width (= channels, as diffusers' block_out_channels[0]) and embedding width (4 x channels).
+    public var sinusoidDim: Int { channels }
+    public var tembDim: Int { 4 * channels }
+
+    func headsFor(_ c: Int) -> Int { heads > 0 ? heads : max(1, c / headDim) }
+
+    /// Throws a one-line error naming the first inconsistency.
+    public func validate() throws {
+        guard inShape.count == 3, inShape.allSatisfy({ $0 > 0 }) else {
+            throw DDPMError("unet: in_shape must be C,H,W with positive sizes, got \(inShape)")
+        }
+        guard channels > 0, channels % 2 == 0 else { throw DDPMError("unet: channels must be a positive even number, got \(channels)") }
+        guard !mults.isEmpty, mults.allSatisfy({ $0 > 0 }) else { throw DDPMError("unet: mults must be positive integers") }
+        guard resBlocks >= 1 else { throw DDPMError("unet: res_blocks must be >= 1") }
+        let f = 1 << (mults.count - 1)
+        guard inShape[1] % f == 0, inShape[2] % f == 0 else {
+            throw DDPMError("unet: image size \(inShape[1])x\(inShape[2]) not divisible by \(f) for \(mults.count) levels")
+        }
+        for m in mults where (channels * m) % groups != 0 || channels % groups != 0 {
+            throw DDPMError("unet: \(channels * m) channels not divisible into \(groups) groups")
+        }
+        for (i, m) in mults.enumerated() where attnResolutions.contains(inShape[1] >> i) || i == mults.count - 1 {
+            let c = channels * m, h = headsFor(c)
+            guard c % h == 0 else { throw DDPMError("unet: \(c) attention channels not divisible into \(h) heads") }
+        }
+        guard dropout >= 0, dropout < 1 else { throw DDPMError("unet: dropout must be in [0, 1), got \(dropout)") }
+        guard classes >= 0 else { throw DDPMError("unet: classes must be >= 0") }
+    }
+
+    public var architecture: [String: String] {
+        ["arch": "unet", "in_shape": inShape.map(String.init).joined(separator: ","),
+         "channels": String(channels), "mults": mults.map(String.init).joined(separator: ","),
+         "res_blocks": String(resBlocks), "attn": attnResolutions.map(String.init).joined(separator: ","),
+         "heads": String(heads), "head_dim": String(headDim), "groups": String(groups),
+         "dropout": String(dropout), "classes": String(classes), "learn_sigma": String(learnSigma),
+         "seed": String(seed)]
+    }
+}
+
+public final class UNet: Network {
+    enum Op {
+        case conv(Conv2d)
+        case res(ResBlock)
+        case attn(SpatialAttention)
+        case upsample(Upsample2x, Conv2d)
+        case concat(Buffer, Buffer)   // (cat([h, skip]) buffer, dh buffer); pops the skip stack
+        case normSiLU(GroupNorm)
+    }
+
+    public let config: UNetConfig
+    public let parameters: [Parameter]
+    public let outChannels: Int
+    /// Dropout masks are keyed by (dropoutSeed, step); the trainer sets step each iteration.
+    public var dropoutSeed: UInt64
+    public var step: UInt64 = 0
+    /// Per-op wall time (seconds, accumulated) when `profile` is on; labels in `opNames`.
+    public var profile = false
+    public private(set) var opTimes: [Double] = []
+    public private(set) var opNames: [String] = []
+
+    let ws: Workspace
+    let timeEmbedding: TimeEmbedding
+    let classEmbedding: ClassEmbedding?
+    let tembAct = SiLU()
+    var ops: [(op: Op, push: Bool)] = []
+    let inputBuf = Buffer(), gradBuf = Buffer(), dsTemb = Buffer()
+    var skipGrads: [Buffer] = []
+    // shapes recorded by the last forward: per op, its input (c, h, w)
+    var shapes: [(Int, Int, Int)] = []
+    var skipShapes: [(Int, Int, Int)] = []
+    var batch = 0
+
+    public init(config: UNetConfig) throws {
+        try config.validate()
+        self.config = config
+        dropoutSeed = config.seed
+        let ws = Workspace()
+        self.ws = ws
+        let f = ParameterFactory(seed: config.seed)
+        let ch = config.channels, groups = config.groups, temb = config.tembDim
+        let p = config.dropout
+        timeEmbedding = TimeEmbedding("time_embedding", sinusoidDim: config.sinusoidDim, dim: temb, f)
+        classEmbedding = config.classes > 0 ? ClassEmbedding("class_embedding", classes: config.classes, dim: temb, f) : nil
+        outChannels = config.learnSigma ? 2 * config.inShape[0] : config.inShape[0]
+        var ops: [(Op, Bool)] = []
+        var layer: UInt64 = 0
+        func res(_ name: String, _ a: Int, _ b: Int) -> Op {
+            layer += 1
+            return .res(ResBlock(name, a, b, tembDim: temb, groups: groups, dropout: p, layer: layer, f, ws))
+        }
+        func attn(_ name: String, _ c: Int) -> Op {
+            .attn(SpatialAttention(name, channels: c, heads: config.headsFor(c), groups: groups, f, ws))
+        }
+        ops.append((.conv(Conv2d("conv_in", config.inShape[0], ch, kernel: 3, f, ws)), true))
+        var skipCh = [ch]
+        var cur = ch
+        var res0 = config.inShape[1]
+        let L = config.mults.count
+        for i in 0..<L {
+            let out = ch * config.mults[i]
+            let hasAttn = config.attnResolutions.contains(res0)
+            for j in 0..<config.resBlocks {
+                ops.append((res("down_blocks.\(i).resnets.\(j)", cur, out), !hasAttn))
+                cur = out
+                if hasAttn { ops.append((attn("down_blocks.\(i).attentions.\(j)", cur), true)) }
+                skipCh.append(cur)
+            }
+            if i != L - 1 {
+                ops.append((.conv(Conv2d("down_blocks.\(i).downsamplers.0.conv", cur, cur, kernel: 3, stride: 2, f, ws)), true))
+                skipCh.append(cur)
+                res0 /= 2
+            }
+        }
+        ops.append((res("mid_block.resnets.0", cur, cur), false))
+        ops.append((attn("mid_block.attentions.0", cur), false))
+        ops.append((res("mid_block.resnets.1", cur, cur), false))
+        for k in 0..<L {
+            let i = L - 1 - k
+            let out = ch * config.mults[i]
+            let hasAttn = config.attnResolutions.contains(res0)
+            for j in 0...config.resBlocks {
+                let s = skipCh.removeLast()
+                ops.append((.concat(Buffer(), Buffer()), false))
+                ops.append((res("up_blocks.\(k).resnets.\(j)", cur + s, out), false))
+                cur = out
+                if hasAttn { ops.append((attn("up_blocks.\(k).attentions.\(j)", cur), false)) }
+            }
+            if i != 0 {
+                ops.append((.upsample(Upsample2x(), Conv2d("up_blocks.\(k).upsamplers.0.conv", cur, cur, kernel: 3, f, ws)), false))
+                res0 *= 2
+            }
+        }
+        ops.append((.normSiLU(GroupNorm("conv_norm_out", channels: cur, groups: groups, fusedSiLU: true, f)), false))
+        ops.append((.conv(Conv2d("conv_out", cur, outChannels, kernel: 3, zeroInit: true, f, ws)), false))
+        self.ops = ops.map { (op: $0.0, push: $0.1) }
+        parameters = f.all
+        skipGrads = (0..<ops.filter { $0.1 }.count).map { _ in Buffer() }
+        opNames = self.ops.map { UNet.name(of: $0.op) }
+        opTimes = [Double](repeating: 0, count: self.ops.count)
+    }
+
+    static func name(of op: Op) -> String {
+        switch op {
+        case .conv(let c): return "conv \(c.weight.name.dropLast(7))"
+        case .res(let r): return "res \(r.conv1.weight.name.dropLast(13))"
+        case .attn(let a): return "attn \(a.norm.gamma.name.dropLast(18))"
+        case .upsample(_, let c): return "upsample \(c.weight.name.dropLast(12))"
+        case .concat: return "concat"
+        case .normSiLU: return "conv_norm_out"
+        }
+    }
+
+    public var architecture: [String: String] { config.architecture }
+    public var inputShape: [Int] { config.inShape }
+    public var outputShape: [Int] { [outChannels, config.inShape[1], config.inShape[2]] }
+
+    /// Profile clock: this thread's CPU time when single-threaded (immune to other
+    /// processes on a shared machine), wall time otherwise.
+    static func clock() -> Double {
+        BLAS.maxThreads == 1 ? ConvProfile.now() : Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+    }
+
+    public func resetProfile() { opTimes = [Double](repeating: 0, count: ops.count) }
+
+    public func forward(_ x: [Float], t: [Int], y: [Int]?, training: Bool) -> [Float] {
+        let n = t.count
+        let (C0, H0, W0) = (config.inShape[0], config.inShape[1], config.inShape[2])
+        precondition(x.count == n * C0 * H0 * W0, "UNet: \(x.count) values for \(n) samples of shape \(config.inShape)")
+        ClassEmbedding.check(y, classes: config.classes, batch: n)
+        precondition(y == nil || classEmbedding != nil, "UNet: class labels given to an unconditional network")
+        batch = n
+        BLAS.setThreads(1)
+        let temb = timeEmbedding.forward(t)
+        if let ce = classEmbedding { ce.addForward(y, batch: n, into: temb) }
+        let sTemb = UnsafePointer(tembAct.forward(temb, count: n * config.tembDim))
+        let xin = inputBuf.ensure(x.count)
+        x.withUnsafeBufferPointer { xin.update(from: $0.baseAddress!, count: x.count) }
+        var h = UnsafePointer(xin)
+        var (c, hh, ww) = (C0, H0, W0)
+        var stack: [(UnsafePointer<Float>, Int)] = []   // (pointer, channels)
+        shapes.removeAll(keepingCapacity: true)
+        skipShapes.removeAll(keepingCapacity: true)
+        for (k, (op, push)) in ops.enumerated() {
+            let start = profile ? UNet.clock() : 0
+            shapes.append((c, hh, ww))
+            switch op {
+            case .conv(let conv):
+                h = UnsafePointer(conv.forward(h, n: n, h: hh, w: ww))
+                (hh, ww) = conv.outputSize(hh, ww); c = conv.cout
+            case .res(let r):
+                h = UnsafePointer(r.forward(h, n: n, h: hh, w: ww, sTemb: sTemb, training: training,
+                                            seed: dropoutSeed, step: step))
+                c = r.cout
+            case .attn(let a):
+                h = UnsafePointer(a.forward(h, n: n, hw: hh * ww))
+            case .upsample(let up, let conv):
+                let u = up.forward(h, n: n, channels: c, h: hh, w: ww)
+                hh *= 2; ww *= 2
+                h = UnsafePointer(conv.forward(u, n: n, h: hh, w: ww))
+            case .concat(let buf, _):
+                let (s, sc) = stack.removeLast()
+                skipShapes.append((sc, hh, ww))
+                let P = hh * ww, c1 = c * P, c2 = sc * P
+                let cat = buf.ensure(n * (c1 + c2))
+                let src = h
+                parallelFor(reductionChunks(n)) { ch in
+                    for b in chunkRange(ch, of: reductionChunks(n), n: n) {
+                        (cat + b * (c1 + c2)).update(from: src + b * c1, count: c1)
+                        (cat + b * (c1 + c2) + c1).update(from: s + b * c2, count: c2)
+                    }
+                }
+                h = UnsafePointer(cat); c += sc
+            case .normSiLU(let g):
+                h = UnsafePointer(g.forward(h, n: n, hw: hh * ww))
+            }
+            if push { stack.append((h, c)) }
+            if profile { opTimes[k] += UNet.clock() - start }
+        }
+        return Array(UnsafeBufferPointer(start: h, count: n * c * hh * ww))
+    }
+
+    public func backward(_ gradOutput: [Float]) -> [Float] {
+        let n = batch
+        precondition(gradOutput.count == n * outputShape.reduce(1, *), "UNet backward: gradient size mismatch")
+        BLAS.setThreads(1)
+        let g0 = gradBuf.ensure(gradOutput.count)
+        gradOutput.withUnsafeBufferPointer { g0.update(from: $0.baseAddress!, count: gradOutput.count) }
+        let dsT = dsTemb.zeroed(n * config.tembDim)
+        var g = g0
+        var pushIndex = skipGrads.count
+        var concatIndex = skipShapes.count
+        for k in stride(from: ops.count - 1, through: 0, by: -1) {
+            let start = profile ? UNet.clock() : 0
+            let (op, push) = ops[k]
+            let (c, hh, ww) = shapes[k]   // this op's input shape
+            if push {
+                // this op's output was also a skip: add the gradient from its concat
+                pushIndex -= 1
+                let sg = skipGrads[pushIndex].ptr
+                let outCount = outputCount(k, n: n)
+                for i in 0..<outCount { g[i] += sg[i] }
+            }
+            switch op {
+            case .conv(let conv):
+                g = conv.backward(g)!
+            case .res(let r):
+                g = r.backward(g, dsTemb: dsT)
+            case .attn(let a):
+                g = a.backward(g)
+            case .upsample(let up, let conv):
+                let du = conv.backward(g)!
+                g = up.backward(du)
+            case .concat(_, let dhBuf):
+                concatIndex -= 1
+                let (sc, _, _) = skipShapes[concatIndex]
+                let P = hh * ww, c1 = (c) * P, c2 = sc * P
+                // skips were pushed in order; concat number i (from the end) pops push number i
+                let target = skipGrads[skipGrads.count - 1 - concatIndex]
+                let sg = target.ensure(n * c2)
+                let dh = dhBuf.ensure(n * c1)
+                let src = g
+                parallelFor(reductionChunks(n)) { ch in
+                    for b in chunkRange(ch, of: reductionChunks(n), n: n) {
+                        (dh + b * c1).update(from: src + b * (c1 + c2), count: c1)
+                        (sg + b * c2).update(from: src + b * (c1 + c2) + c1, count: c2)
+                    }
+                }
+                g = dh
+            case .normSiLU(let gn):
+                g = gn.backward(g)
+            }
+            if profile { opTimes[k] += UNet.clock() - start }
+        }
+        // time (and class) embedding
+        let dtemb = tembAct.backward(dsT)
+        if let ce = classEmbedding { ce.backward(dtemb) }
+        timeEmbedding.backward(dtemb)
+        let inCount = n * config.inShape.reduce(1, *)
+        return Array(UnsafeBufferPointer(start: g, count: inCount))
+    }
+
+    /// Number of output values of op k in the last forward (its successor's input shape).
+    private func outputCount(_ k: Int, n: Int) -> Int {
+        let (c, h, w) = shapes[k + 1]
+        return n * c * h * w
+    }
+}

@@ -1,0 +1,103 @@
+// SIMD elementwise kernels: a vectorised exp (Cephes expf polynomial, ~1-2 ulp on
+// [-87, 88]) and the SiLU forward/backward loops built on it. libm's expf is a
+// scalar call per element and dominated the GroupNorm+SiLU passes.
+
+typealias F8 = SIMD8<Float>
+
+@inline(__always) func load8(_ p: UnsafePointer<Float>) -> F8 {
+    UnsafeRawPointer(p).loadUnaligned(as: F8.self)
+}
+@inline(__always) func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self)
+}
+
+/// exp(x) for 8 lanes: x = n ln2 + r (Cody-Waite split of ln2), exp(r) by the Cephes
+/// degree-6 polynomial, 2^n built in the exponent bits. Inputs clamped to [-87, 88].
+@inline(__always) func vexp(_ xIn: F8) -> F8 {
+    var x = xIn   // (masked replace compiles to compare+blend; pointwiseMin/Max did not)
+    x.replace(with: 88, where: x .> 88)
+    x.replace(with: -87, where: x .< -87)
+    // n = round(x log2 e) with the 1.5 * 2^23 trick: the low mantissa bits of
+    // t = x log2 e + magic hold n as an integer (no float->int conversion needed).
+    let magic = F8(repeating: 12_582_912)
+    let t = x * 1.442_695_040_888_963_4 + magic
+    let fx = t - magic
+    x = x - fx * 0.693_359_375 + fx * 2.121_944_400_5e-4
+    let z = x * x
+    var y: F8 = F8(repeating: 1.987_569_150_0e-4)
+    y = y * x + 1.398_199_950_7e-3
+    y = y * x + 8.333_451_907_3e-3
+    y = y * x + 4.166_579_589_4e-2
+    y = y * x + 1.666_666_545_9e-1
+    y = y * x + 5.000_000_120_1e-1
+    y = y * z + x + 1
+    let n = unsafeBitCast(t, to: SIMD8<Int32>.self) &- SIMD8<Int32>(repeating: 0x4B40_0000) &+ SIMD8<Int32>(repeating: 127)
+    let pow2 = unsafeBitCast(n &<< 23, to: F8.self)
+    return y * pow2
+}
+
+/// y[i] = SiLU(a x[i] + b) for i < n.
+@inline(__always) func siluAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ a: Float, _ b: Float) {
+    var i = 0
+    let va = F8(repeating: a), vb = F8(repeating: b)
+    while i + 8 <= n {
+        let v = load8(x + i) * va + vb
+        store8(v / (1 + vexp(-v)), y + i)
+        i += 8
+    }
+    while i < n { y[i] = silu(a * x[i] + b); i += 1 }
+}
+
+/// dx[i] = dy[i] SiLU'(a x[i] + b), SiLU'(v) = s (1 + v (1 - s)), s = sigmoid(v).
+@inline(__always) func siluGradAffine(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                      _ n: Int, _ a: Float, _ b: Float) {
+    var i = 0
+    let va = F8(repeating: a), vb = F8(repeating: b)
+    while i + 8 <= n {
+        let v = load8(x + i) * va + vb
+        let s = 1 / (1 + vexp(-v))
+        store8(load8(dy + i) * s * (1 + v * (1 - s)), dx + i)
+        i += 8
+    }
+    while i < n { dx[i] = dy[i] * siluGrad(a * x[i] + b); i += 1 }
+}
+
+/// Sum of n floats with 8 lane accumulators (fixed order: deterministic).
+@inline(__always) func vsum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = F8(repeating: 0)
+    var i = 0
+    while i + 8 <= n { acc += load8(x + i); i += 8 }
+    var s = acc.sum()
+    while i < n { s += x[i]; i += 1 }
+    return s
+}
+
+/// Sum of x[i] y[i] with 8 lane accumulators.
+@inline(__always) func vdot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = F8(repeating: 0)
+    var i = 0
+    while i + 8 <= n { acc += load8(x + i) * load8(y + i); i += 8 }
+    var s = acc.sum()
+    while i < n { s += x[i] * y[i]; i += 1 }
+    return s
+}
+
+/// Sum of (x[i] - m)^2.
+@inline(__always) func vsumSquaredDeviation(_ x: UnsafePointer<Float>, _ n: Int, _ m: Float) -> Float {
+    var acc = F8(repeating: 0)
+    let vm = F8(repeating: m)
+    var i = 0
+    while i + 8 <= n { let d = load8(x + i) - vm; acc += d * d; i += 8 }
+    var s = acc.sum()
+    while i < n { let d = x[i] - m; s += d * d; i += 1 }
+    return s
+}
+
+/// y[i] = a x[i] + b z[i] + c (z may alias y).
+@inline(__always) func vaxpbyc(_ x: UnsafePointer<Float>, _ a: Float, _ z: UnsafePointer<Float>, _ b: Float, _ c: Float,
+                               _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    let va = F8(repeating: a), vb = F8(repeating: b), vc = F8(repeating: c)
+    while i + 8 <= n { store8(load8(x + i) * va + load8(z + i) * vb + vc, y + i); i += 8 }
+    while i < n { y[i] = a * x[i] + b * z[i] + c; i += 1 }
+}

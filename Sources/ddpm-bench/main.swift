@@ -1,0 +1,181 @@
+// ddpm-bench: times the NN core on the peer benchmark's workloads
+// (/work/shared/peers/README.md keys), JSON on stdout, a table on stderr.
+import ArgumentParser
+import Foundation
+import Shared
+
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ddpm-bench",
+        abstract: "Benchmark the U-Net and MLP training/forward steps (peer-comparable keys).",
+        discussion: """
+        Reads nothing. Writes JSON to stdout ({"env", "method", "figures": {key: {value, unit, \
+        median_s, min_s, max_s, runs_s, ...}}, "peak_rss_mb"}) and a readable table to stderr. \
+        Keys: unet.train_b64, unet.train_b128, unet.forward_b64, mlp.train_b256, as defined in \
+        the peer benchmark (bench-unet-28, mlp-2d, linear schedule T=1000). The parameter \
+        update is plain SGD (lr 1e-4 / 1e-3) until AdamW lands; it is ~1% of a step.
+
+        Examples:
+          ddpm-bench > bench.json
+          ddpm-bench --sections mlp --repeats 3
+          ddpm-bench --sections unet --profile 2> profile.txt
+        """,
+        version: toolkitVersion)
+
+    @Option(help: "Comma-separated sections: unet, mlp.") var sections = "unet,mlp"
+    @Option(help: "Timed runs per figure (median reported).") var repeats = 5
+    @Option(help: "Threads (OpenBLAS and our own parallel loops).") var threads = 2
+    @Flag(help: "Also print per-layer forward+backward times of the U-Net training step (stderr).") var profile = false
+
+    func run() throws {
+        guard repeats >= 1 else { throw DDPMError("--repeats must be >= 1") }
+        guard threads >= 1 else { throw DDPMError("--threads must be >= 1") }
+        let wanted = Set(sections.split(separator: ",").map { String($0) })
+        for s in wanted where s != "unet" && s != "mlp" { throw DDPMError("unknown section '\(s)' (expected unet, mlp)") }
+        BLAS.maxThreads = threads
+        var figures: [String: Any] = [:]
+        let sched = Schedule.standard()
+        eprint("ddpm-bench \(toolkitVersion): \(threads) threads, \(repeats) runs per figure (median), preliminary")
+        if wanted.contains("unet") {
+            let net = NetworkFactory.benchUNet28(seed: 1)
+            eprint("[unet] bench-unet-28: \(net.parameters.reduce(0) { $0 + $1.count }) params")
+            for b in [64, 128] {
+                let step = Trainer(net: net, batch: b, lr: 1e-4, schedule: sched, dataSeed: 7)
+                figures["unet.train_b\(b)"] = measure("unet.train_b\(b)", unit: "img/s", per: Double(b),
+                                                      warmup: 2, repeats: repeats, extra: ["batch": b]) { step.step() }
+            }
+            let x = uniformBatch(64 * 784, seed: 9)
+            let t = [Int](repeating: 500, count: 64)
+            figures["unet.forward_b64"] = measure("unet.forward_b64", unit: "img/s", per: 64, warmup: 2,
+                                                  repeats: repeats, extra: ["batch": 64]) {
+                _ = net.forward(x, t: t, y: nil, training: false)
+            }
+            if profile {
+                let step = Trainer(net: net, batch: 64, lr: 1e-4, schedule: sched, dataSeed: 7)
+                step.step()
+                net.resetProfile()
+                net.profile = true
+                ConvProfile.enabled = threads == 1
+                ConvProfile.seconds = [0, 0, 0]
+                let steps = 3
+                for _ in 0..<steps { step.step() }
+                net.profile = false
+                ConvProfile.enabled = false
+                if threads == 1 {
+                    let c = ConvProfile.seconds.map { $0 / Double(steps) * 1e3 }
+                    eprint(String(format: "[profile] conv CPU ms/step: im2col %.1f, GEMM %.1f, col2im %.1f", c[0], c[1], c[2]))
+                }
+                let total = net.opTimes.reduce(0, +)
+                eprint("[profile] unet train b64, per step, forward+backward per op (excl. loss/update/time MLP):")
+                for (k, tm) in net.opTimes.enumerated().sorted(by: { $0.1 > $1.1 }) {
+                    eprint(String(format: "  %-40@ %8.2f ms  %5.1f%%", net.opNames[k] as NSString, tm / Double(steps) * 1e3, 100 * tm / total))
+                }
+                eprint(String(format: "  %-40@ %8.2f ms", "total" as NSString, total / Double(steps) * 1e3))
+            }
+        }
+        if wanted.contains("mlp") {
+            let net = NetworkFactory.benchMLP2D(seed: 1)
+            let step = Trainer(net: net, batch: 256, lr: 1e-3, schedule: sched, dataSeed: 7)
+            figures["mlp.train_b256"] = measure("mlp.train_b256", unit: "steps/s", per: 200, warmup: 1,
+                                                repeats: repeats, extra: ["batch": 256, "steps": 200]) {
+                for _ in 0..<200 { step.step() }
+            }
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let rssMB = Double(usage.ru_maxrss) / 1024
+        eprint(String(format: "peak RSS %.0f MB", rssMB))
+        let json: [String: Any] = [
+            "env": ["tool": "ddpm-bench", "version": toolkitVersion, "threads": threads,
+                    "cpus": ProcessInfo.processInfo.activeProcessorCount],
+            "method": "median of --repeats timed runs after warm-up; SGD update (AdamW pending)",
+            "figures": figures,
+            "peak_rss_mb": rssMB,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        FileHandle.standardOutput.write(data)
+        FileHandle.standardOutput.write("\n".data(using: .utf8)!)
+    }
+}
+
+func eprint(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
+
+func uniformBatch(_ n: Int, seed: UInt64) -> [Float] {
+    var r = RandomStream(seed: seed, purpose: .toy, index: 0)
+    return (0..<n).map { _ in Float(2 * r.nextUniform() - 1) }
+}
+
+/// Times `body` (warm-up runs, then `repeats` timed runs) and reports per / median.
+func measure(_ key: String, unit: String, per: Double, warmup: Int, repeats: Int, extra: [String: Any],
+             _ body: () -> Void) -> [String: Any] {
+    for _ in 0..<warmup { body() }
+    var runs: [Double] = []
+    for _ in 0..<repeats {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        body()
+        runs.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+    }
+    let sorted = runs.sorted()
+    let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    let value = per / median
+    eprint(String(format: "  %-18@ %10.2f %@   median %.4f s (min %.4f, max %.4f, %d runs)",
+                  key as NSString, value, unit as NSString, median, sorted.first!, sorted.last!, runs.count))
+    var out: [String: Any] = ["value": value, "unit": unit, "median_s": median, "min_s": sorted.first!,
+                              "max_s": sorted.last!, "runs_s": runs]
+    for (k, v) in extra { out[k] = v }
+    return out
+}
+
+/// One training step as the peer's: eps ~ N(0, I), t uniform, x_t = sqrt(abar) x0 + sqrt(1 - abar) eps,
+/// forward, MSE(eps_hat, eps) (mean), backward, update (SGD here).
+final class Trainer {
+    let net: Network
+    let batch: Int
+    let lr: Float
+    let schedule: Schedule
+    let x0: [Float]
+    let per: Int
+    var stepIndex: UInt64 = 0
+    var xt: [Float]
+    var eps: [Float]
+    var t: [Int]
+
+    init(net: Network, batch: Int, lr: Float, schedule: Schedule, dataSeed: UInt64) {
+        self.net = net; self.batch = batch; self.lr = lr; self.schedule = schedule
+        per = net.inputShape.reduce(1, *)
+        x0 = uniformBatch(batch * per, seed: dataSeed)
+        xt = [Float](repeating: 0, count: batch * per)
+        eps = xt
+        t = [Int](repeating: 0, count: batch)
+    }
+
+    func step() {
+        stepIndex += 1
+        for s in 0..<batch {
+            var r = RandomStream(seed: stepIndex, purpose: .noise, index: UInt64(s))
+            var rt = RandomStream(seed: stepIndex, purpose: .timestep, index: UInt64(s))
+            t[s] = rt.nextInt(below: schedule.beta.count)
+            let a = Float(schedule.sqrtAlphaBar[t[s]]), b = Float(schedule.sqrtOneMinusAlphaBar[t[s]])
+            for i in 0..<per {
+                let e = r.nextNormal()
+                eps[s * per + i] = e
+                xt[s * per + i] = a * x0[s * per + i] + b * e
+            }
+        }
+        let out = net.forward(xt, t: t, y: nil, training: true)
+        // d/d out of mean((out - eps)^2) = 2 (out - eps) / count
+        let scale = 2 / Float(out.count)
+        var g = out
+        for i in 0..<g.count { g[i] = scale * (out[i] - eps[i]) }
+        for p in net.parameters { p.zeroGrad() }
+        _ = net.backward(g)
+        for p in net.parameters {
+            p.value.withUnsafeMutableBufferPointer { v in
+                p.grad.withUnsafeBufferPointer { gr in
+                    for i in 0..<v.count { v[i] -= lr * gr[i] }
+                }
+            }
+        }
+    }
+}

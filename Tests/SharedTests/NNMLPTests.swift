@@ -1,0 +1,108 @@
+import XCTest
+import Shared
+
+final class NNMLPTests: XCTestCase {
+    func testLinearGradients() {
+        let f = ParameterFactory(seed: 3)
+        let lin = Linear("lin", 5, 4, f)
+        let rows = 3
+        gradCheck("Linear", input: testNormals(rows * 5, seed: 1), params: lin.parameters,
+                  forward: { x in x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: lin.forward($0.baseAddress!, rows: rows), count: rows * 4)) } },
+                  backward: { dy in dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: lin.backward($0.baseAddress!)!, count: rows * 5)) } })
+    }
+
+    func testSiLUGradientAndValues() {
+        let act = SiLU()
+        let x = testNormals(50, seed: 2, scale: 3)
+        let y = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.forward($0.baseAddress!, count: 50), count: 50)) }
+        for i in 0..<50 { XCTAssertEqual(Double(y[i]), Double(x[i]) / (1 + Foundation.exp(-Double(x[i]))), accuracy: 1e-6) }
+        gradCheck("SiLU", input: x, params: [],
+                  forward: { x in x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.forward($0.baseAddress!, count: x.count), count: x.count)) } },
+                  backward: { dy in dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.backward($0.baseAddress!), count: dy.count)) } })
+    }
+
+    func testSiLUAccurateOverWideRange() {
+        // The vectorised exp must keep SiLU within a few ulp everywhere, including the
+        // clamped tails (x = -100: SiLU ~ -3.7e-42 ~ 0; x = 100: SiLU = 100).
+        let x: [Float] = (0...2000).map { Float($0 - 1000) / 10 }
+        let act = SiLU()
+        let y = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.forward($0.baseAddress!, count: x.count), count: x.count)) }
+        for i in 0..<x.count {
+            let ref = Double(x[i]) / (1 + Foundation.exp(-Double(x[i])))
+            XCTAssertEqual(Double(y[i]), ref, accuracy: 1e-6 * Swift.abs(ref) + 1e-30, "x = \(x[i])")
+        }
+    }
+
+    func testSinusoidMatchesDefinition() {
+        var e = [Float](repeating: 0, count: 2 * 32)
+        e.withUnsafeMutableBufferPointer { sinusoidalEmbedding([0, 500], dim: 32, into: $0.baseAddress!) }
+        for i in 0..<16 {
+            XCTAssertEqual(e[i], 1)        // cos(0)
+            XCTAssertEqual(e[16 + i], 0)   // sin(0)
+            let f = Foundation.exp(-Foundation.log(10000.0) * Double(i) / 16)
+            XCTAssertEqual(Double(e[32 + i]), Foundation.cos(500 * f), accuracy: 1e-6)
+            XCTAssertEqual(Double(e[48 + i]), Foundation.sin(500 * f), accuracy: 1e-6)
+        }
+    }
+
+    func testTimeAndClassEmbeddingGradients() {
+        let f = ParameterFactory(seed: 4)
+        let te = TimeEmbedding("time_embedding", sinusoidDim: 8, dim: 6, f)
+        let ce = ClassEmbedding("class_embedding", classes: 3, dim: 6, f)
+        let t = [0, 7, 999, 7], y = [0, 2, 3, 2]
+        let params = te.parameters + [ce.table]
+        // No input gradient (t is an integer); check the parameters only.
+        gradCheck("TimeEmbedding+class", input: [0], params: params,
+                  forward: { _ in
+                      let h = te.forward(t)
+                      ce.addForward(y, batch: 4, into: h)
+                      return Array(UnsafeBufferPointer(start: h, count: 24))
+                  },
+                  backward: { dy in
+                      dy.withUnsafeBufferPointer { te.backward($0.baseAddress!); ce.backward($0.baseAddress!) }
+                      return [0]
+                  }, checkInput: false)
+        XCTAssertEqual(ce.table.grad[6], 0) // row 1 is unused: no gradient
+    }
+
+    func testMLPGradients() {
+        for (classes, sigma) in [(0, false), (3, true)] {
+            let net = MLP(dim: 3, width: 16, depth: 3, sinusoidDim: 8, classes: classes, learnSigma: sigma, seed: 9)
+            randomizeParameters(net.parameters, seed: 11, scale: 0.5)
+            let t = [0, 10, 500, 999, 3]
+            let y: [Int]? = classes > 0 ? [0, 1, 2, 3, 1] : nil
+            gradCheck("MLP classes=\(classes)", input: testNormals(15, seed: 5), params: net.parameters,
+                      forward: { net.forward($0, t: t, y: y, training: true) },
+                      backward: { net.backward($0) })
+        }
+    }
+
+    func testMLP2DParameterCountAndFactory() throws {
+        let net = NetworkFactory.benchMLP2D()
+        XCTAssertEqual(net.parameters.reduce(0) { $0 + $1.count }, 37_762)
+        XCTAssertEqual(Set(net.parameters.map(\.name)).count, net.parameters.count)
+        // Rebuilding from the architecture gives the same parameters, bit for bit.
+        let again = try NetworkFactory.make(architecture: net.architecture)
+        XCTAssertEqual(again.parameters.map(\.name), net.parameters.map(\.name))
+        XCTAssertEqual(again.parameters.map(\.value), net.parameters.map(\.value))
+        XCTAssertEqual(net.outputShape, [2])
+        let sigma = try NetworkFactory.make(architecture: ["arch": "mlp", "dim": "2", "learn_sigma": "true", "classes": "10", "seed": "1"])
+        XCTAssertEqual(sigma.outputShape, [4])
+        XCTAssertEqual(sigma.parameters.reduce(0) { $0 + $1.count }, 37_762 + 258 + 11 * 128)
+        XCTAssertThrowsError(try NetworkFactory.make(architecture: ["arch": "mlp"]))
+        XCTAssertThrowsError(try NetworkFactory.make(architecture: ["arch": "mlp", "dim": "2", "bogus": "1"]))
+        XCTAssertThrowsError(try NetworkFactory.make(architecture: ["arch": "mlp", "dim": "x"]))
+        XCTAssertThrowsError(try NetworkFactory.validate(net, x: [0, 0], t: [0], y: [1]))
+        XCTAssertThrowsError(try NetworkFactory.validate(net, x: [0, 0], t: [1000], y: nil, timesteps: 1000))
+    }
+
+    func testMLPBatchIndependence() {
+        // A sample's output does not depend on the rest of the batch (no cross-sample mixing).
+        let net = MLP(dim: 2, width: 32, depth: 2, sinusoidDim: 8, seed: 1)
+        let x = testNormals(8, seed: 6)
+        let all = net.forward(x, t: [1, 2, 3, 4], y: nil, training: false)
+        let one = net.forward(Array(x[4..<6]), t: [3], y: nil, training: false)
+        // Equal up to float32 rounding (a different GEMM blocking may reorder sums).
+        for i in 0..<2 { XCTAssertEqual(all[4 + i], one[i], accuracy: 1e-5 * max(1, abs(one[i]))) }
+    }
+}
