@@ -99,6 +99,12 @@ struct Bench: ParsableCommand {
     }
 }
 
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
+}
+
 func eprint(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
 
 func uniformBatch(_ n: Int, seed: UInt64) -> [Float] {
@@ -110,19 +116,25 @@ func uniformBatch(_ n: Int, seed: UInt64) -> [Float] {
 func measure(_ key: String, unit: String, per: Double, warmup: Int, repeats: Int, extra: [String: Any],
              _ body: () -> Void) -> [String: Any] {
     for _ in 0..<warmup { body() }
-    var runs: [Double] = []
+    var runs: [Double] = [], util: [Double] = []
     for _ in 0..<repeats {
+        let c0 = processCPUSeconds()
         let t0 = DispatchTime.now().uptimeNanoseconds
         body()
-        runs.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        runs.append(wall)
+        // share of our threads' capacity we actually got (low: other processes ran)
+        util.append((processCPUSeconds() - c0) / (wall * Double(BLAS.maxThreads)))
     }
     let sorted = runs.sorted()
     let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     let value = per / median
-    eprint(String(format: "  %-18@ %10.2f %@   median %.4f s (min %.4f, max %.4f, %d runs)",
-                  key as NSString, value, unit as NSString, median, sorted.first!, sorted.last!, runs.count))
+    let medUtil = util.sorted()[util.count / 2]
+    eprint(String(format: "  %-18@ %10.2f %@   median %.4f s (min %.4f, max %.4f, %d runs; best %.2f %@; cpu use %.0f%%)",
+                  key as NSString, value, unit as NSString, median, sorted.first!, sorted.last!, runs.count,
+                  per / sorted.first!, unit as NSString, 100 * medUtil))
     var out: [String: Any] = ["value": value, "unit": unit, "median_s": median, "min_s": sorted.first!,
-                              "max_s": sorted.last!, "runs_s": runs]
+                              "max_s": sorted.last!, "runs_s": runs, "cpu_use": util]
     for (k, v) in extra { out[k] = v }
     return out
 }

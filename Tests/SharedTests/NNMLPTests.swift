@@ -6,18 +6,39 @@ final class NNMLPTests: XCTestCase {
         let f = ParameterFactory(seed: 3)
         let lin = Linear("lin", 5, 4, f)
         let rows = 3
+        let hold = Holder()   // layers keep a pointer to their input until backward
         gradCheck("Linear", input: testNormals(rows * 5, seed: 1), params: lin.parameters,
-                  forward: { x in x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: lin.forward($0.baseAddress!, rows: rows), count: rows * 4)) } },
+                  forward: { x in hold.x = x; return hold.x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: lin.forward($0.baseAddress!, rows: rows), count: rows * 4)) } },
                   backward: { dy in dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: lin.backward($0.baseAddress!)!, count: rows * 5)) } })
+    }
+
+    func testLinearSplitAcrossThreads() {
+        // 64 x 128 x 128 is big enough for the row / output-feature split.
+        let f = ParameterFactory(seed: 8)
+        let lin = Linear("lin", 128, 128, f)
+        let rows = 64
+        let hold = Holder()
+        let x = testNormals(rows * 128, seed: 3)
+        let y = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: lin.forward($0.baseAddress!, rows: rows), count: rows * 128)) }
+        for (r, o) in [(0, 0), (31, 77), (32, 5), (63, 127)] {   // rows on both sides of a piece boundary
+            var ref = Double(lin.bias.value[o])
+            for i in 0..<128 { ref += Double(lin.weight.value[o * 128 + i]) * Double(x[r * 128 + i]) }
+            XCTAssertEqual(Double(y[r * 128 + o]), ref, accuracy: 1e-5)
+        }
+        gradCheck("Linear split", input: x, params: lin.parameters,
+                  forward: { x in hold.x = x; return hold.x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: lin.forward($0.baseAddress!, rows: rows), count: rows * 128)) } },
+                  backward: { dy in dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: lin.backward($0.baseAddress!)!, count: rows * 128)) } },
+                  coords: 48)
     }
 
     func testSiLUGradientAndValues() {
         let act = SiLU()
+        let hold = Holder()
         let x = testNormals(50, seed: 2, scale: 3)
         let y = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.forward($0.baseAddress!, count: 50), count: 50)) }
         for i in 0..<50 { XCTAssertEqual(Double(y[i]), Double(x[i]) / (1 + Foundation.exp(-Double(x[i]))), accuracy: 1e-6) }
         gradCheck("SiLU", input: x, params: [],
-                  forward: { x in x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.forward($0.baseAddress!, count: x.count), count: x.count)) } },
+                  forward: { x in hold.x = x; return hold.x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.forward($0.baseAddress!, count: x.count), count: x.count)) } },
                   backward: { dy in dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.backward($0.baseAddress!), count: dy.count)) } })
     }
 

@@ -137,7 +137,7 @@ public final class SpatialAttention {
         }
         let dxn = norm.backward(dnp)
         let dx = dIn.ensure(n * cp)
-        for i in 0..<(n * cp) { dx[i] = dxn[i] + dy[i] }
+        parallelRanges(n * cp) { range in for i in range { dx[i] = dxn[i] + dy[i] } }
         return dx
     }
 }

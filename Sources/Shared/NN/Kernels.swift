@@ -87,6 +87,14 @@ func parallelFor(_ n: Int, _ body: (Int) -> Void) {
     }
 }
 
+/// Runs body(range) over a fixed split of 0..<count into contiguous pieces (for
+/// elementwise passes over big tensors; each piece is independent).
+@inline(__always)
+func parallelRanges(_ count: Int, _ body: (Range<Int>) -> Void) {
+    let pieces = count >= 1 << 16 ? 4 * BLAS.maxThreads : 1
+    parallelFor(pieces) { k in body(chunkRange(k, of: pieces, n: count)) }
+}
+
 /// Fixed partition of 0..<n into `chunks` contiguous ranges (depends only on n):
 /// reductions over the batch sum per-chunk partials in chunk order, so results
 /// are bit-identical run to run whatever the thread scheduling.

@@ -23,31 +23,57 @@ public final class Linear {
 
     public var parameters: [Parameter] { [weight, bias] }
 
+    /// Pieces for our own split of a GEMM: 2 x threads when the work is big enough
+    /// to pay for the hand-off, else 1 (a fixed function of the sizes: reproducible).
+    func pieces(_ rows: Int) -> Int {
+        rows * inFeatures * outFeatures >= 1 << 20 && rows >= 32 ? 2 * BLAS.maxThreads : 1
+    }
+
     /// Forward on x [rows, in]; returns the layer's own [rows, out] buffer.
-    /// x must stay alive and unchanged until `backward`.
+    /// x must stay alive and unchanged until `backward`. Split over rows.
     public func forward(_ x: UnsafePointer<Float>, rows: Int) -> UnsafeMutablePointer<Float> {
         input = x
         self.rows = rows
         let y = out.ensure(rows * outFeatures)
-        let b = bias.w
-        for r in 0..<rows { (y + r * outFeatures).update(from: b, count: outFeatures) }
-        BLAS.gemm(false, true, rows, outFeatures, inFeatures, 1, x, inFeatures, weight.w, inFeatures, 1, y, outFeatures)
+        let b = UnsafePointer(bias.w), W = UnsafePointer(weight.w)
+        let inF = inFeatures, outF = outFeatures
+        let k = pieces(rows)
+        if k > 1 { BLAS.setThreads(1) }
+        parallelFor(k) { piece in
+            let r = chunkRange(piece, of: k, n: rows)
+            if r.isEmpty { return }
+            for i in r { (y + i * outF).update(from: b, count: outF) }
+            BLAS.gemm(false, true, r.count, outF, inF, 1, x + r.lowerBound * inF, inF, W, inF, 1, y + r.lowerBound * outF, outF)
+        }
         return y
     }
 
-    /// Backward: dW += dy^T x, db += sum_rows dy; returns dx = dy W (nil if not wanted).
+    /// Backward: dW += dy^T x, db += sum_rows dy (split over output features);
+    /// returns dx = dy W (split over rows), nil if not wanted.
     @discardableResult
     public func backward(_ dy: UnsafePointer<Float>, inputGrad: Bool = true) -> UnsafeMutablePointer<Float>? {
-        let x = input!
-        BLAS.gemm(true, false, outFeatures, inFeatures, rows, 1, dy, outFeatures, x, inFeatures, 1, weight.g, inFeatures)
-        let db = bias.g
-        for r in 0..<rows {
-            let d = dy + r * outFeatures
-            for o in 0..<outFeatures { db[o] += d[o] }
+        let x = input!, rows = self.rows
+        let inF = inFeatures, outF = outFeatures
+        let gW = weight.g, db = bias.g, W = UnsafePointer(weight.w)
+        let dx = inputGrad ? dIn.ensure(rows * inF) : nil
+        let k = pieces(rows)
+        if k > 1 { BLAS.setThreads(1) }
+        parallelFor(k) { piece in
+            let o = chunkRange(piece, of: k, n: outF)
+            if !o.isEmpty {
+                BLAS.gemm(true, false, o.count, inF, rows, 1, dy + o.lowerBound, outF, x, inF, 1, gW + o.lowerBound * inF, inF)
+                for r in 0..<rows {
+                    let d = dy + r * outF
+                    for j in o { db[j] += d[j] }
+                }
+            }
+            if let dx {
+                let r = chunkRange(piece, of: k, n: rows)
+                if !r.isEmpty {
+                    BLAS.gemm(false, false, r.count, inF, outF, 1, dy + r.lowerBound * outF, outF, W, inF, 0, dx + r.lowerBound * inF, inF)
+                }
+            }
         }
-        guard inputGrad else { return nil }
-        let dx = dIn.ensure(rows * inFeatures)
-        BLAS.gemm(false, false, rows, inFeatures, outFeatures, 1, dy, outFeatures, weight.w, inFeatures, 0, dx, inFeatures)
         return dx
     }
 }

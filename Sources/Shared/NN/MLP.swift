@@ -59,7 +59,7 @@ public final class MLP: Network {
         precondition(x.count == n * dim, "MLP: \(x.count) values for \(n) samples of dimension \(dim)")
         ClassEmbedding.check(y, classes: classes, batch: n)
         batch = n
-        BLAS.setThreads(n >= 2048 ? BLAS.maxThreads : 1)
+        BLAS.setThreads(1)
         let inW = dim + sinusoidDim
         let a = input.ensure(n * inW)
         x.withUnsafeBufferPointer { xs in
@@ -79,7 +79,7 @@ public final class MLP: Network {
     public func backward(_ gradOutput: [Float]) -> [Float] {
         let n = batch
         precondition(gradOutput.count == n * outLayer.outFeatures, "MLP backward: gradient size mismatch")
-        BLAS.setThreads(n >= 2048 ? BLAS.maxThreads : 1)
+        BLAS.setThreads(1)
         var d = gradOutput.withUnsafeBufferPointer { outLayer.backward($0.baseAddress!)! }
         for i in stride(from: depth - 1, through: 0, by: -1) {
             let dz = acts[i].backward(d)

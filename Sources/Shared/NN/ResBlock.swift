@@ -40,10 +40,12 @@ public final class ResBlock {
         let hb = conv1.forward(a, n: n, h: h, w: w)
         let e = proj.forward(sTemb, rows: n)
         let cout = self.cout, hw = self.hw
-        for s in 0..<n {
-            for c in 0..<cout {
-                let v = e[s * cout + c], r = hb + (s * cout + c) * hw
-                for i in 0..<hw { r[i] += v }
+        parallelFor(reductionChunks(n)) { ch in
+            for s in chunkRange(ch, of: reductionChunks(n), n: n) {
+                for c in 0..<cout {
+                    let v = e[s * cout + c], r = hb + (s * cout + c) * hw
+                    for i in 0..<hw { r[i] += v }
+                }
             }
         }
         let b = norm2.forward(hb, n: n, hw: hw)
@@ -51,12 +53,8 @@ public final class ResBlock {
         let y = conv2.forward(dr, n: n, h: h, w: w)
         // out = shortcut(x) + h, in place in conv2's output (conv2's backward needs only its input)
         let count = n * cout * hw
-        if let sc = shortcut {
-            let r = sc.forward(x, n: n, h: h, w: w)
-            for i in 0..<count { y[i] += r[i] }
-        } else {
-            for i in 0..<count { y[i] += x[i] }
-        }
+        let r = shortcut.map { UnsafePointer($0.forward(x, n: n, h: h, w: w)) } ?? x
+        parallelRanges(count) { range in for i in range { y[i] += r[i] } }
         return y
     }
 
@@ -68,9 +66,9 @@ public final class ResBlock {
         let dh = norm2.backward(db)
         // temb projection: d e[s, c] = sum over positions of dh[s, c]
         let de = projGrad.ensure(n * cout)
-        for s in 0..<n {
-            for c in 0..<cout {
-                de[s * cout + c] = vsum(dh + (s * cout + c) * hw, hw)
+        parallelFor(reductionChunks(n)) { ch in
+            for s in chunkRange(ch, of: reductionChunks(n), n: n) {
+                for c in 0..<cout { de[s * cout + c] = vsum(dh + (s * cout + c) * hw, hw) }
             }
         }
         let dsT = proj.backward(de)!
@@ -79,12 +77,8 @@ public final class ResBlock {
         let dxa = norm1.backward(da)
         let dx = dIn.ensure(n * cin * hw)
         let count = n * cin * hw
-        if let sc = shortcut {
-            let ds = sc.backward(dy)!
-            for i in 0..<count { dx[i] = dxa[i] + ds[i] }
-        } else {
-            for i in 0..<count { dx[i] = dxa[i] + dy[i] }
-        }
+        let ds = shortcut.map { UnsafePointer($0.backward(dy)!) } ?? dy
+        parallelRanges(count) { range in for i in range { dx[i] = dxa[i] + ds[i] } }
         return dx
     }
 }

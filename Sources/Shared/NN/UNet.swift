@@ -270,7 +270,8 @@ public final class UNet: Network {
                 pushIndex -= 1
                 let sg = skipGrads[pushIndex].ptr
                 let outCount = outputCount(k, n: n)
-                for i in 0..<outCount { g[i] += sg[i] }
+                let gg = g
+                parallelRanges(outCount) { range in for i in range { gg[i] += sg[i] } }
             }
             switch op {
             case .conv(let conv):
