@@ -372,7 +372,7 @@ struct DenoiseTool: ParsableCommand {
         }
         FileHandle.standardOutput.write(out.data(using: .utf8)!)
         if !quiet {
-            let what = bound.klTimesteps.count == schedule.T - 1 ? "all \(schedule.T - 1) KL terms" : "\(bound.klTimesteps.count) of \(schedule.T - 1) KL terms (strided estimate)"
+            let what = bound.strata.count == schedule.T - 1 ? "all \(schedule.T - 1) KL terms" : "\(bound.strata.count) strata of the \(schedule.T - 1) KL terms (stratified estimate)"
             warn("denoise", "L_vlb = " + String(format: "%.4f", mean) + " bits/dim over \(perExample.count) examples (standard error " +
                  String(format: "%.4f", sd / n.squareRoot()) + "; \(what), variance \(variance.rawValue), decoder \(dec.rawValue))")
         }
