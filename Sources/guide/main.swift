@@ -141,6 +141,8 @@ struct GuideTool: ParsableCommand {
             let x = try f.require("x")
             guard x.shape.count >= 2, x.shape[0] > 0 else { throw DDPMError("frame \(frameNo): 'x' must be [N,...] with N > 0, got \(x.shape)") }
             let n = x.shape[0]
+            // The analytic predictor takes its sample shape from the requests (the guidance rescale is per sample).
+            if let g = base as? GaussianMixturePredictor { g.sampleShape = Array(x.shape.dropFirst()) }
             if !base.sampleShape.isEmpty, Array(x.shape.dropFirst()) != base.sampleShape {
                 throw DDPMError("frame \(frameNo): 'x' has shape \(x.shape), the model expects [N,\(base.sampleShape.map(String.init).joined(separator: ","))]")
             }
