@@ -18,7 +18,8 @@ struct DenoiseTool: ParsableCommand {
         The noise predictor is a trained model file (--model M.safetensors, from train: its schedule and data shape \
         are used; EMA weights unless --weights raw), a process speaking the stream protocol (--predictor 'CMD ARGS', \
         docs/FORMAT-sample.md) or an exact analytic one (--analytic 'gaussian mu=0.5 sigma=0.3'). Sample j uses the \
-        random stream (seed, sampler, j): results do not depend on --batch; --offset K starts at sample K.
+        random stream (seed, sampler, j): results do not depend on --batch (with a model up to float rounding of its \
+        batched GEMMs); --offset K starts at sample K.
 
         Class-conditional models: --label Y (or 'y' in the --from input) samples class Y; with no label the model is \
         asked for its null class, i.e. samples are drawn UNCONDITIONALLY. --guidance W --label Y: classifier-free \
@@ -29,7 +30,8 @@ struct DenoiseTool: ParsableCommand {
         --nll: reads data frames ('x' in [-1, 1], e.g. images scaled from 8-bit pixels, optional 'y') and prints the \
         variational bound L_vlb = L_T + sum_t L_{t-1} + L_0 in bits/dim (mean over the examples) on stdout; \
         --terms prints TSV lines 't<TAB>mean term' (t = T: the prior term L_T) and a final 'total' line. \
-        --nll-steps K estimates the sum over t = 1..T-1 from K strata midpoints (docs/FORMAT-model.md).
+        --nll-steps K: unbiased stratified estimate of the sum over t = 1..T-1 from one random t in each of K strata \
+        (docs/FORMAT-model.md).
 
         Examples:
           denoise --analytic 'gaussian mu=0.5 sigma=0.3' --shape 2 -n 1000 > samples.st

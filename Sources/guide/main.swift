@@ -7,7 +7,7 @@ import Shared
 struct GuideTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guide",
-        abstract: "Mix conditional and unconditional eps (classifier-free guidance), or serve an analytic predictor.",
+        abstract: "Mix conditional and unconditional eps (classifier-free guidance), or serve a model or analytic predictor (plain, guided, classifier-guided).",
         discussion: """
         Filter mode (--scale W): reads frames with 'eps_cond' and 'eps_uncond' (F32, same shape [N,...]) and writes \
         them with 'eps' = eps_uncond + W (eps_cond - eps_uncond) instead (other tensors and schedule frames pass \
