@@ -235,4 +235,34 @@ final class ModelToolTests: XCTestCase {
         var f3 = Frame(metadata: ["kind": "batch"]); f3["x"] = Tensor([Float](repeating: 0, count: 6), shape: [2, 3])
         try fails("denoise", ["--model", simple, "--nll"], stdin: try encode([f3]), "expected [N,2]")
     }
+
+    func testSamplerFlagsWorkWithAModel() throws {
+        let dir = temporaryDirectory()
+        let model = dir.appendingPathComponent("m.safetensors").path
+        let data = try run("tensor", ["toy", "8gaussians", "-n", "2000", "--seed", "1"])
+        _ = try run("train", ["--arch", "mlp", "--steps", "300", "--quiet", "-o", model], stdin: data)
+        let fast = ["--model", model, "--sampler", "ddim", "--steps", "20", "--quiet"]
+        // Shards: -n 30 == -n 12 then -n 18 --offset 12 (up to the GEMM's float rounding across batch sizes).
+        let whole = try samples(try run("denoise", fast + ["-n", "30"])).0
+        let a = try samples(try run("denoise", fast + ["-n", "12"])).0
+        let b = try samples(try run("denoise", fast + ["-n", "18", "--offset", "12"])).0
+        XCTAssertLessThan(maxDifference(whole, a + b), 1e-5)
+        // --score: -eps / sqrt(1 - abar_t) of the model's prediction.
+        var f = Frame(metadata: ["kind": "batch"])
+        var r = RandomStream(seed: 2, purpose: .toy, index: 0)
+        let x = (0..<8).map { _ in r.nextNormal() }
+        f["x"] = Tensor(x, shape: [4, 2])
+        let scored = try decode(try run("denoise", ["--model", model, "--score", "--from", "300", "--quiet"], stdin: try encode([f])))
+        let eps = try ModelPredictor(model: try ModelFile.load(path: model), path: model).predict(x: x, t: [300, 300, 300, 300], y: nil).eps
+        let sched = Schedule.standard()
+        let score = try XCTUnwrap(scored.first?["score"]).floats
+        for i in 0..<8 { XCTAssertEqual(Double(score[i]), -Double(eps[i]) / sched.sqrtOneMinusAlphaBar[300], accuracy: 1e-5) }
+        // --from (SDEdit), --every (trajectory frames), --corrector-steps, --clip, DDPM respaced: all run with a model.
+        let edited = try decode(try run("denoise", ["--model", model, "--from", "300", "--every", "100", "--quiet"], stdin: try encode([f])))
+        XCTAssertEqual(edited.filter { $0.kind == "trajectory" }.count, 4)   // steps 0, 100, 200, 300 of 301
+        XCTAssertEqual(edited.last?.kind, "batch")
+        let corrected = try samples(try run("denoise", ["--model", model, "-n", "16", "--steps", "20", "--corrector-steps", "1", "--clip", "--quiet"])).0
+        XCTAssertEqual(corrected.count, 32)
+        XCTAssertTrue(corrected.allSatisfy { $0.isFinite && abs($0) <= 1 })
+    }
 }
