@@ -275,7 +275,7 @@ struct DenoiseTool: ParsableCommand {
                         throw DDPMError("input frame \(frameNo): 't' = \(bad) but --from \(from!); denoise starts every sample at the same timestep")
                     }
                 }
-                let y = try labels(frame: f, count: b, frameNo: frameNo)
+                let y = try labels(frame: f, count: b, frameNo: frameNo, predictor: base)
                 let all = xt.floats
                 var start = 0
                 let progress = Shared.Progress(label: "denoise", total: b * s.stepCount, quiet: quiet)
@@ -302,8 +302,11 @@ struct DenoiseTool: ParsableCommand {
         }
     }
 
-    func labels(frame f: Frame, count b: Int, frameNo: Int) throws -> [Int]? {
+    /// Labels for an input frame: --label, else the frame's 'y'. A bare unconditional model ignores the
+    /// frame's 'y' (labelled data sets such as MNIST streams carry one); --label on it is refused earlier.
+    func labels(frame f: Frame, count b: Int, frameNo: Int, predictor: EpsPredictor) throws -> [Int]? {
         if let label { return Array(repeating: label, count: b) }
+        if let m = predictor as? ModelPredictor, m.classes == 0 { return nil }
         guard let yt = f["y"] else {
             if guidance != nil || classifier != nil { throw DDPMError("input frame \(frameNo): --guidance needs labels: give --label or 'y' in the frames") }
             return nil
@@ -346,7 +349,7 @@ struct DenoiseTool: ParsableCommand {
             if dec == .discretized8bit, let bad = all.first(where: { $0 < -1.0001 || $0 > 1.0001 }) {
                 throw DDPMError("input frame \(frameNo): 'x' = \(bad) outside [-1, 1]; the discretized-8bit decoder needs data scaled from 8-bit pixels to [-1, 1]")
             }
-            let y = try labels(frame: f, count: b, frameNo: frameNo)
+            let y = try labels(frame: f, count: b, frameNo: frameNo, predictor: predictor)
             let progress = Shared.Progress(label: "denoise --nll", total: b * bound.evaluations, quiet: quiet)
             var start = 0
             while start < b {
@@ -400,7 +403,7 @@ struct DenoiseTool: ParsableCommand {
                 throw DDPMError("input frame \(frameNo): no 't' tensor; give --from T")
             }
             if let bad = t.first(where: { $0 < 0 || $0 >= schedule.T }) { throw DDPMError("input frame \(frameNo): t = \(bad) outside 0 ... \(schedule.T - 1)") }
-            let y = try labels(frame: f, count: b, frameNo: frameNo)
+            let y = try labels(frame: f, count: b, frameNo: frameNo, predictor: predictor)
             let sc = try Sampler.score(x: xt.floats, t: t, y: y, predictor: predictor, schedule: schedule)
             var out = Frame(metadata: meta)
             out.kind = "score"

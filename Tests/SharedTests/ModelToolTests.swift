@@ -217,6 +217,9 @@ final class ModelToolTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("variance learned"), r.stderr)
         XCTAssertTrue(Double(String(decoding: r.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))!.isFinite)
 
+        // Labelled data (e.g. an MNIST stream) on an unconditional model: 'y' is ignored.
+        let labelled = try runTool("denoise", ["--model", simple, "--nll", "--nll-steps", "5", "--quiet"], stdin: try twoBlobs(n: 50))
+        XCTAssertEqual(labelled.status, 0, labelled.stderr)
         try fails("denoise", ["--model", simple, "--variance", "learned", "-n", "1"], "--loss hybrid")
         try fails("denoise", ["--model", simple, "--nll", "--variance", "learned"], stdin: test, "learned variance")
         try fails("denoise", ["--model", simple, "--label", "0", "-n", "1"], "unconditional")
