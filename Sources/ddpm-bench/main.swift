@@ -30,6 +30,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads (OpenBLAS and our own parallel loops).") var threads = 2
     @Flag(help: "Also print per-layer forward+backward times of the U-Net training step (stderr).") var profile = false
 
+    static func main() { runTool() }
+
     func run() throws {
         guard repeats >= 1 else { throw DDPMError("--repeats must be >= 1") }
         guard threads >= 1 else { throw DDPMError("--threads must be >= 1") }

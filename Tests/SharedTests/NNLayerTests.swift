@@ -71,8 +71,13 @@ final class NNLayerTests: XCTestCase {
                     XCTAssertEqual(Double(y[i]), v, accuracy: 1e-5)
                 }
             }}
-            gradCheck("GroupNorm fused=\(fused)", input: x, params: gn.parameters, forward: fwd,
-                      backward: { dy in dy.withUnsafeBufferPointer { arr(gn.backward($0.baseAddress!), n * 6 * hw) } })
+            for inPlace in [false, true] {
+                gradCheck("GroupNorm fused=\(fused) inPlace=\(inPlace)", input: x, params: gn.parameters, forward: fwd,
+                          backward: { dy in
+                              var d = dy
+                              return d.withUnsafeMutableBufferPointer { arr(gn.backward($0.baseAddress!, inPlace: inPlace), n * 6 * hw) }
+                          })
+            }
         }
     }
 

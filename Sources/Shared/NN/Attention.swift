@@ -14,7 +14,7 @@ public final class SpatialAttention {
     public let wv: Parameter, bv: Parameter, wo: Parameter, bo: Parameter
     let ws: Workspace
     let q = Buffer(), k = Buffer(), v = Buffer(), attn = Buffer(), o = Buffer(), out = Buffer()
-    let dO = Buffer(), dQ = Buffer(), dK = Buffer(), dV = Buffer(), dn = Buffer(), dIn = Buffer()
+    let dO = Buffer(), dQ = Buffer(), dK = Buffer(), dV = Buffer(), dn = Buffer()
     var input: UnsafePointer<Float>? = nil
     var nrm: UnsafePointer<Float>? = nil
     var n = 0, P = 0
@@ -127,9 +127,9 @@ public final class SpatialAttention {
                 for c in 0..<C { gB[c] += p[C * C + c] }
             }
         }
-        let dxn = norm.backward(dnp)
-        let dx = dIn.ensure(n * cp)
-        parallelRanges(n * cp) { range in for i in range { dx[i] = dxn[i] + dy[i] } }
+        // dx = d GN-branch + dy (residual), in place in the GroupNorm's gradient buffer
+        let dx = norm.backward(dnp, inPlace: true)
+        parallelRanges(n * cp) { range in for i in range { dx[i] += dy[i] } }
         return dx
     }
 }

@@ -66,11 +66,14 @@ public final class GroupNorm {
     /// Backward (dy is the gradient of z when fused, of y otherwise):
     /// dgamma_c += sum dy' xhat, dbeta_c += sum dy', and with g = dy' gamma,
     /// dx = rstd (g - mean(g) - xhat mean(g xhat)) over the group.
-    public func backward(_ dy: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
+    /// `inPlace`: write dx over dy (every element is read before it is overwritten);
+    /// callers pass it when dy is a consumed gradient buffer, saving one buffer per layer.
+    public func backward(_ dyIn: UnsafeMutablePointer<Float>, inPlace: Bool = false) -> UnsafeMutablePointer<Float> {
+        let dy = UnsafePointer(dyIn)
         let x = input!
         let C = channels, G = groups, cg = C / G, hw = self.hw, n = self.n
         let size = Float(cg * hw)
-        let dx = dIn.ensure(n * C * hw)
+        let dx = inPlace ? dyIn : dIn.ensure(n * C * hw)
         let st = UnsafePointer(stats.ptr)
         let ga = UnsafePointer(gamma.w), be = UnsafePointer(beta.w)
         let fused = fusedSiLU
@@ -91,7 +94,7 @@ public final class GroupNorm {
                             let a = ga[ci] * rstd, b = be[ci] - m * a
                             siluGradAffine(xr, dyr, dxr, hw, a, b)
                         } else {
-                            dxr.update(from: dyr, count: hw)
+                            if !inPlace { dxr.update(from: dyr, count: hw) }
                         }
                         let dbet = vsum(dxr, hw)
                         let dgam = rstd * (vdot(dxr, xr, hw) - m * dbet)

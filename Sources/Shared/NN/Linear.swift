@@ -51,7 +51,8 @@ public final class Linear {
     /// Backward: dW += dy^T x, db += sum_rows dy (split over output features);
     /// returns dx = dy W (split over rows), nil if not wanted.
     @discardableResult
-    public func backward(_ dy: UnsafePointer<Float>, inputGrad: Bool = true) -> UnsafeMutablePointer<Float>? {
+    /// `inputColumns`: compute only the first k columns of dx (the rest is left unset).
+    public func backward(_ dy: UnsafePointer<Float>, inputGrad: Bool = true, inputColumns: Int? = nil) -> UnsafeMutablePointer<Float>? {
         let x = input!, rows = self.rows
         let inF = inFeatures, outF = outFeatures
         let gW = weight.g, db = bias.g, W = UnsafePointer(weight.w)
@@ -70,7 +71,7 @@ public final class Linear {
             if let dx {
                 let r = chunkRange(piece, of: k, n: rows)
                 if !r.isEmpty {
-                    BLAS.gemm(false, false, r.count, inF, outF, 1, dy + r.lowerBound * outF, outF, W, inF, 0, dx + r.lowerBound * inF, inF)
+                    BLAS.gemm(false, false, r.count, inputColumns ?? inF, outF, 1, dy + r.lowerBound * outF, outF, W, inF, 0, dx + r.lowerBound * inF, inF)
                 }
             }
         }

@@ -84,7 +84,8 @@ public final class MLP: Network {
         for i in stride(from: depth - 1, through: 0, by: -1) {
             let dz = acts[i].backward(d)
             if i == 0, let ce = classEmbedding { ce.backward(dz) }
-            d = hidden[i].backward(dz)!
+            // the first layer's input is [x | sinusoid(t)]: only the x columns need a gradient
+            d = hidden[i].backward(dz, inputColumns: i == 0 ? dim : nil)!
         }
         // d is [n, dim + sinusoidDim]; the x part is the first dim columns.
         let inW = dim + sinusoidDim

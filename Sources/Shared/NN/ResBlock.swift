@@ -11,7 +11,7 @@ public final class ResBlock {
     let norm1: GroupNorm, conv1: Conv2d, proj: Linear
     let norm2: GroupNorm, dropout: Dropout, conv2: Conv2d
     let shortcut: Conv2d?
-    let dIn = Buffer(), projGrad = Buffer()
+    let projGrad = Buffer()
     var input: UnsafePointer<Float>? = nil
     var n = 0, hw = 0
 
@@ -51,17 +51,17 @@ public final class ResBlock {
         let n = self.n, hw = self.hw, cout = self.cout
         let dr = conv2.backward(dy)!
         let db = dropout.backward(dr)
-        let dh = norm2.backward(db)
+        let dh = norm2.backward(db, inPlace: true)
         // temb projection: d e[s, c] = sum over positions of dh[s, c], taken from conv1's bias pass
         let de = projGrad.ensure(n * cout)
         let da = conv1.backward(dh, channelSums: de)!
         let dsT = proj.backward(de)!
         for i in 0..<(n * proj.inFeatures) { dsTemb[i] += dsT[i] }
-        let dxa = norm1.backward(da)
-        let dx = dIn.ensure(n * cin * hw)
+        // dx = dxa + d shortcut, summed in place in norm1's gradient buffer (saves a buffer)
+        let dx = norm1.backward(da, inPlace: true)
         let count = n * cin * hw
         let ds = shortcut.map { UnsafePointer($0.backward(dy)!) } ?? dy
-        parallelRanges(count) { range in for i in range { dx[i] = dxa[i] + ds[i] } }
+        parallelRanges(count) { range in for i in range { dx[i] += ds[i] } }
         return dx
     }
 }

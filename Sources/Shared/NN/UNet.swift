@@ -300,7 +300,7 @@ public final class UNet: Network {
                 }
                 g = dh
             case .normSiLU(let gn):
-                g = gn.backward(g)
+                g = gn.backward(g, inPlace: true)
             }
             if profile { opTimes[k] += UNet.clock() - start }
         }
