@@ -181,6 +181,19 @@ final class ModelToolTests: XCTestCase {
             let expect = Double(base[i]) - sched.sqrtOneMinusAlphaBar[ts[i / 2]] * 2.5 * Double(g[i])
             XCTAssertEqual(Double(eps[i]), expect, accuracy: 1e-5 * max(1, abs(expect)))
         }
+        // guide --model --pair | guide --scale W (the filter) == guide --model --scale W, and the pair is the
+        // model's conditional and null-class answers.
+        var labelled = req
+        labelled["y"] = Tensor([Int64](repeating: 0, count: n), shape: [n])
+        let pairFrames = try run("guide", ["--model", cond, "--pair"], stdin: try encode([labelled]))
+        let filtered = try decode(try run("guide", ["--scale", "3"], stdin: pairFrames)).first?["eps"]?.floats
+        let served = try decode(try run("guide", ["--model", cond, "--scale", "3"], stdin: try encode([labelled]))).first?["eps"]?.floats
+        XCTAssertLessThan(maxDifference(try XCTUnwrap(filtered), try XCTUnwrap(served)), 1e-6)
+        let pairAnswer = try XCTUnwrap(decode(pairFrames).first)
+        let condEps = try m.predict(x: xs, t: ts, y: Array(repeating: 0, count: n)).eps
+        XCTAssertLessThan(maxDifference(try pairAnswer.require("eps_cond").floats, condEps), 1e-6)
+        XCTAssertLessThan(maxDifference(try pairAnswer.require("eps_uncond").floats, base), 1e-6)
+
         // ... and denoise --classifier in process gives the samples of the guide predictor.
         let clfIn = try samples(try run("denoise", ["--model", cond, "--classifier", clf, "--classifier-scale", "2", "--label", "0"] + fast))
         let clfOut = try samples(try run("denoise", ["--predictor", "\(toolPath("guide")) --model \(cond) --classifier \(clf) --scale 2", "--shape", "2", "--label", "0"] + fast))
