@@ -12,7 +12,8 @@ struct Bench: ParsableCommand {
         discussion: """
         Reads nothing. Writes JSON to stdout ({"env", "method", "figures": {key: {value, unit, \
         median_s, min_s, max_s, runs_s, ...}}, "peak_rss_mb"}) and a readable table to stderr. \
-        Keys: unet.train_b64, unet.train_b128, unet.forward_b64, mlp.train_b256, as defined in \
+        Keys: unet.train_b64, unet.train_b128, unet.forward_b64, unet.ddpm_step_b64, unet.ddim50_b64, \
+        cond.train_b64, cond.cfg_step_b64, mlp.train_b256, mlp.sample_10k, as defined in \
         the peer benchmark (bench-unet-28, mlp-2d, linear schedule T=1000). Each figure also has \
         cpu_use (share of the threads' capacity the process got; < 85% is flagged \
         CONTAMINATED: other processes ran) and per_cpu_second. The parameter \
@@ -25,7 +26,7 @@ struct Bench: ParsableCommand {
         """,
         version: toolkitVersion)
 
-    @Option(help: "Comma-separated sections: unet, mlp.") var sections = "unet,mlp"
+    @Option(help: "Comma-separated sections: unet, cond, mlp.") var sections = "unet,cond,mlp"
     @Option(help: "Timed runs per figure (median reported).") var repeats = 5
     @Option(help: "Threads (OpenBLAS and our own parallel loops).") var threads = 2
     @Flag(help: "Also print per-layer forward+backward times of the U-Net training step (stderr).") var profile = false
@@ -36,7 +37,7 @@ struct Bench: ParsableCommand {
         guard repeats >= 1 else { throw DDPMError("--repeats must be >= 1") }
         guard threads >= 1 else { throw DDPMError("--threads must be >= 1") }
         let wanted = Set(sections.split(separator: ",").map { String($0) })
-        for s in wanted where s != "unet" && s != "mlp" { throw DDPMError("unknown section '\(s)' (expected unet, mlp)") }
+        for s in wanted where !["unet", "cond", "mlp"].contains(s) { throw DDPMError("unknown section '\(s)' (expected unet, cond, mlp)") }
         BLAS.maxThreads = threads
         var figures: [String: Any] = [:]
         let sched = Schedule.standard()
@@ -95,12 +96,48 @@ struct Bench: ParsableCommand {
                 }
             }
         }
+        if wanted.contains("unet") {
+            // Sampling, as the peer's scheduler loops: one DDPM step (forward + posterior step) and
+            // 50 DDIM steps end to end, 64 images, through the same Sampler and ModelPredictor as `denoise`.
+            let net = NetworkFactory.benchUNet28(seed: 1)
+            let predictor = try ModelPredictor(network: net, schedule: sched)
+            figures["unet.ddpm_step_b64"] = measure("unet.ddpm_step_b64", unit: "s/step", per: 10, warmup: 1,
+                                                    repeats: repeats, extra: ["batch": 64, "steps_per_run": 10], isTime: true) {
+                sample(predictor, schedule: sched, n: 64, kind: .ddpm, steps: nil, from: 9)
+            }
+            if let f = figures["unet.ddpm_step_b64"] as? [String: Any], let v = f["value"] as? Double {
+                eprint(String(format: "  ddpm_1000_steps_extrapolated_s %.1f", 1000 * v))
+            }
+            figures["unet.ddim50_b64"] = measure("unet.ddim50_b64", unit: "s", per: 1, warmup: 0,
+                                                 repeats: repeats, extra: ["batch": 64, "steps": 50], isTime: true) {
+                sample(predictor, schedule: sched, n: 64, kind: .ddim, steps: 50, from: nil)
+            }
+        }
+        if wanted.contains("cond") {
+            // The class-conditional bench-unet-28 (11 class rows, 10 = null): training with 10 % of the
+            // labels dropped, and one classifier-free-guided DDPM step (one forward at batch 128, W = 3).
+            let net = NetworkFactory.benchUNet28(classes: 10, seed: 1)
+            let step = BenchStep(net: net, batch: 64, lr: 1e-4, schedule: sched, dataSeed: 7, classes: 10)
+            figures["cond.train_b64"] = measure("cond.train_b64", unit: "img/s", per: 64, warmup: 2,
+                                                repeats: repeats, extra: ["batch": 64]) { step.step() }
+            let guided = ClassifierFreeGuided(try ModelPredictor(network: net, schedule: sched), scale: 3)
+            figures["cond.cfg_step_b64"] = measure("cond.cfg_step_b64", unit: "s/step", per: 10, warmup: 1,
+                                                   repeats: repeats, extra: ["batch": 64, "steps_per_run": 10], isTime: true) {
+                sample(guided, schedule: sched, n: 64, kind: .ddpm, steps: nil, from: 9, labels: (0..<64).map { $0 % 10 })
+            }
+        }
         if wanted.contains("mlp") {
             let net = NetworkFactory.benchMLP2D(seed: 1)
             let step = BenchStep(net: net, batch: 256, lr: 1e-3, schedule: sched, dataSeed: 7)
             figures["mlp.train_b256"] = measure("mlp.train_b256", unit: "steps/s", per: 200, warmup: 1,
                                                 repeats: repeats, extra: ["batch": 256, "steps": 200]) {
                 for _ in 0..<200 { step.step() }
+            }
+            // 10,000 points through 1000 DDPM steps, end to end.
+            let predictor = try ModelPredictor(network: net, schedule: sched)
+            figures["mlp.sample_10k"] = measure("mlp.sample_10k", unit: "s", per: 1, warmup: 0,
+                                                repeats: repeats, extra: ["n": 10000, "steps": 1000], isTime: true) {
+                sample(predictor, schedule: sched, n: 10000, kind: .ddpm, steps: nil, from: nil)
             }
         }
         var usage = rusage()
@@ -128,14 +165,30 @@ func processCPUSeconds() -> Double {
 
 func eprint(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
 
+/// Runs the sampler from noise (or from timestep `from`) on n samples, as `denoise` does.
+func sample(_ predictor: EpsPredictor, schedule: Schedule, n: Int, kind: SamplerKind, steps: Int?, from: Int?,
+            labels: [Int]? = nil) {
+    var options = SamplerOptions()
+    options.kind = kind
+    options.steps = steps
+    options.from = from
+    let sampler = try! Sampler(schedule: schedule, options: options)
+    let d = predictor.sampleShape.reduce(1, *)
+    var (x, noise) = Sampler.initialNoise(count: n, dimension: d, seed: 1, firstIndex: 0)
+    var corrector: [RandomStream] = []
+    try! sampler.run(x: &x, y: labels, predictor: predictor, noise: &noise, correctorNoise: &corrector)
+}
+
 func uniformBatch(_ n: Int, seed: UInt64) -> [Float] {
     var r = RandomStream(seed: seed, purpose: .toy, index: 0)
     return (0..<n).map { _ in Float(2 * r.nextUniform() - 1) }
 }
 
 /// Times `body` (warm-up runs, then `repeats` timed runs) and reports per / median.
+/// Times `body` (one run = `per` units of work). Rates (img/s, steps/s) are per / median;
+/// with `isTime` the figure is a time per unit instead (s, s/step): median / per.
 func measure(_ key: String, unit: String, per: Double, warmup: Int, repeats: Int, extra: [String: Any],
-             _ body: () -> Void) -> [String: Any] {
+             isTime: Bool = false, _ body: () -> Void) -> [String: Any] {
     for _ in 0..<warmup { body() }
     var runs: [Double] = [], util: [Double] = []
     for _ in 0..<repeats {
@@ -149,15 +202,15 @@ func measure(_ key: String, unit: String, per: Double, warmup: Int, repeats: Int
     }
     let sorted = runs.sorted()
     let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-    let value = per / median
+    let value = isTime ? median / per : per / median
     let medUtil = util.sorted()[util.count / 2]
     // Contention-robust companion figure: work per CPU-second of this process (a
     // one-core-equivalent rate; a quiet machine gives about threads x this).
     let cpuSeconds = zip(runs, util).map { $0 * $1 * Double(BLAS.maxThreads) }.sorted()
-    let perCPU = per / cpuSeconds[cpuSeconds.count / 2]
+    let perCPU = isTime ? cpuSeconds[cpuSeconds.count / 2] / per : per / cpuSeconds[cpuSeconds.count / 2]
     eprint(String(format: "  %-18@ %10.2f %@   median %.4f s (min %.4f, max %.4f, %d runs; best %.2f; cpu use %.0f%%; %.2f per cpu-s)%@",
                   key as NSString, value, unit as NSString, median, sorted.first!, sorted.last!, runs.count,
-                  per / sorted.first!, 100 * medUtil, perCPU, (medUtil < 0.85 ? " CONTAMINATED" : "") as NSString))
+                  isTime ? sorted.first! / per : per / sorted.first!, 100 * medUtil, perCPU, (medUtil < 0.85 ? " CONTAMINATED" : "") as NSString))
     var out: [String: Any] = ["value": value, "unit": unit, "median_s": median, "min_s": sorted.first!,
                               "max_s": sorted.last!, "runs_s": runs, "cpu_use": util,
                               "per_cpu_second": perCPU, "contaminated": medUtil < 0.85]
@@ -180,8 +233,12 @@ final class BenchStep {
     var t: [Int]
     var optimizer: AdamW!
 
-    init(net: Network, batch: Int, lr: Float, schedule: Schedule, dataSeed: UInt64) {
-        self.net = net; self.batch = batch; self.lr = lr; self.schedule = schedule
+    /// Class-conditional when classes > 0: labels cycle 0..K-1 and 10 % become the null class K.
+    let classes: Int
+    var y: [Int]? = nil
+
+    init(net: Network, batch: Int, lr: Float, schedule: Schedule, dataSeed: UInt64, classes: Int = 0) {
+        self.net = net; self.batch = batch; self.lr = lr; self.schedule = schedule; self.classes = classes
         per = net.inputShape.reduce(1, *)
         x0 = uniformBatch(batch * per, seed: dataSeed)
         xt = [Float](repeating: 0, count: batch * per)
@@ -208,7 +265,13 @@ final class BenchStep {
                 xt[s * per + i] = a * x0[s * per + i] + b * e
             }
         }
-        let out = net.forward(xt, t: t, y: nil, training: true)
+        if classes > 0 {
+            y = (0..<batch).map { s in
+                var r = RandomStream(seed: stepIndex, purpose: .labelDrop, index: UInt64(s))
+                return r.nextUniform() < 0.1 ? classes : s % classes
+            }
+        }
+        let out = net.forward(xt, t: t, y: y, training: true)
         // d/d out of mean((out - eps)^2) = 2 (out - eps) / count
         let scale = 2 / Float(out.count)
         var g = out
