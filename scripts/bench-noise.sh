@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Throughput of `noise` against `cat` on the same pipe (docs/BENCHMARKS-forward.md).
+# Throughput of `noise` against `cat` on the same pipe (docs/BENCHMARKS.md).
 # Usage: scripts/bench-noise.sh [runs]   (default 5; needs a release build and python3 + numpy + safetensors)
 # Input: about 1 GiB of F32 frames x [64, 3, 64, 64] (3 MiB each) plus y, made once by scripts/gen-frames.py.
 set -euo pipefail

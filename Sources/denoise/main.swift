@@ -17,7 +17,7 @@ struct DenoiseTool: ParsableCommand {
 
         The noise predictor is a trained model file (--model M.safetensors, from train: its schedule and data shape \
         are used; EMA weights unless --weights raw), a process speaking the stream protocol (--predictor 'CMD ARGS', \
-        docs/FORMAT-sample.md) or an exact analytic one (--analytic 'gaussian mu=0.5 sigma=0.3'). Sample j uses the \
+        docs/FORMAT.md) or an exact analytic one (--analytic 'gaussian mu=0.5 sigma=0.3'). Sample j uses the \
         random stream (seed, sampler, j): results do not depend on --batch (with a model up to float rounding of its \
         batched GEMMs); --offset K starts at sample K.
 
@@ -31,7 +31,7 @@ struct DenoiseTool: ParsableCommand {
         variational bound L_vlb = L_T + sum_t L_{t-1} + L_0 in bits/dim (mean over the examples) on stdout; \
         --terms prints TSV lines 't<TAB>mean term' (t = T: the prior term L_T) and a final 'total' line. \
         --nll-steps K: unbiased stratified estimate of the sum over t = 1..T-1 from one random t in each of K strata \
-        (docs/FORMAT-model.md).
+        (docs/FORMAT.md).
 
         Examples:
           denoise --analytic 'gaussian mu=0.5 sigma=0.3' --shape 2 -n 1000 > samples.st
@@ -62,7 +62,7 @@ struct DenoiseTool: ParsableCommand {
     @Option(help: "DDPM variance: beta, posterior (beta~) or learned (predictor answers v). Default: learned for a --model with a learned variance, else posterior.")
     var variance: String?
     @Option(help: "Number of sampling steps K (default: every timestep).") var steps: Int?
-    @Option(help: "Timestep spacing for --steps: leading, trailing or linspace (docs/FORMAT-sample.md).") var spacing: String = "leading"
+    @Option(help: "Timestep spacing for --steps: leading, trailing or linspace (docs/FORMAT.md).") var spacing: String = "leading"
     @Flag(help: "Clip the predicted x_0 to [-1, 1] (the mean/eps are recomputed from it).") var clip = false
     @Option(help: "Read x_t frames from stdin and denoise from timestep T (SDEdit).") var from: Int?
     @Option(help: "Class label for every sample (else 'y' of the input frames).") var label: Int?

@@ -1,4 +1,4 @@
-// Python interop: the stream reader printed in docs/FORMAT-forward.md reads our
+// Python interop: the stream reader printed in docs/FORMAT.md reads our
 // streams, and safetensors.numpy loads single frames written by `schedule` and `noise`.
 import XCTest
 import Foundation
@@ -14,13 +14,13 @@ final class NoisePythonTests: XCTestCase {
         }
     }
 
-    /// The ```python block that follows `<!-- python-stream-reader -->` in docs/FORMAT-forward.md.
+    /// The ```python block that follows `<!-- python-stream-reader -->` in docs/FORMAT.md.
     func documentedReader() throws -> String {
-        let doc = try String(contentsOf: root.appendingPathComponent("docs/FORMAT-forward.md"), encoding: .utf8)
+        let doc = try String(contentsOf: root.appendingPathComponent("docs/FORMAT.md"), encoding: .utf8)
         guard let marker = doc.range(of: "<!-- python-stream-reader -->"),
               let open = doc.range(of: "```python\n", range: marker.upperBound..<doc.endIndex),
               let close = doc.range(of: "```", range: open.upperBound..<doc.endIndex) else {
-            XCTFail("no python reader block in docs/FORMAT-forward.md"); return ""
+            XCTFail("no python reader block in docs/FORMAT.md"); return ""
         }
         return String(doc[open.upperBound..<close.lowerBound])
     }

@@ -145,7 +145,7 @@ final class TrainTests: XCTestCase {
         // Only the non-Gaussian structure (a thin curve) lets a model beat the second, and only where
         // the noise is small (t < 100); that takes far longer than a unit test: measured at t < 100,
         // model vs baseline 0.864: 0.870 (1000 steps), 0.844 (4000), 0.773 (12000) -- see
-        // docs/BENCHMARKS-train.md. The test checks what 1000 steps reliably reach.
+        // docs/BENCHMARKS.md. The test checks what 1000 steps reliably reach.
         let test = swissRoll(n: 8192, seed: 99)
         var mean = [0.0, 0.0], cov = [0.0, 0.0, 0.0]
         for i in 0..<8192 { mean[0] += Double(test[2 * i]) / 8192; mean[1] += Double(test[2 * i + 1]) / 8192 }

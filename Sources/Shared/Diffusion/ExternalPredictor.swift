@@ -1,4 +1,4 @@
-// A predictor in another process, speaking the stream format (docs/FORMAT-sample.md):
+// A predictor in another process, speaking the stream format (docs/FORMAT.md):
 // the command is started once via /bin/sh -c; for every evaluation we write one
 // frame (kind "predict": x F32 [N, ...], t I64 [N], y I64 [N] when conditional)
 // to its stdin and read one frame with eps F32 (same shape as x) and, for a

@@ -275,7 +275,7 @@ public final class Trainer {
 // MARK: the training facts in a model file's metadata
 
 extension TrainConfig {
-    /// The metadata keys that reproduce a run (docs/FORMAT-train.md).
+    /// The metadata keys that reproduce a run (docs/FORMAT.md).
     public var metadata: [String: String] {
         ["objective": objective.rawValue, "loss": loss.rawValue, "vlb_weight": "\(vlbWeight)", "classes": String(classes), "p_uncond": "\(pUncond)",
          "seed": String(seed), "batch": String(batch), "lr": "\(optimizer.lr)", "adam_beta1": "\(optimizer.beta1)",

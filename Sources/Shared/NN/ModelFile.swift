@@ -1,6 +1,6 @@
 // Model and checkpoint files: ONE frame (one safetensors file) holding the weights
 // (EMA and raw), the schedule's betas and the metadata that rebuilds the network
-// (docs/FORMAT-train.md). A checkpoint adds the optimizer state and the step.
+// (docs/FORMAT.md). A checkpoint adds the optimizer state and the step.
 
 /// Which weights of a model file to load into the network.
 public enum WeightChoice: String, Sendable {
