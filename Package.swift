@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "guide", targets: ["guide"]),
         .executable(name: "train", targets: ["train"]),
         .executable(name: "ddpm-bench", targets: ["ddpm-bench"]),
+        .executable(name: "noise", targets: ["noise"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -36,6 +37,7 @@ let package = Package(
         .executableTarget(name: "guide", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "train", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "ddpm-bench", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "noise", dependencies: shared, swiftSettings: swift5),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: swift5),
     ]
 )
