@@ -83,8 +83,15 @@ public final class ClassifierFreeGuided: EpsPredictor {
     public var describe: String { base.describe }
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
         guard let y else { throw DDPMError("classifier-free guidance needs class labels (--label or 'y' in the input)") }
-        let c = try base.checkedPredict(x: x, t: t, y: y)
-        let u = try base.checkedPredict(x: x, t: t, y: nil)
+        let c: Prediction, u: Prediction
+        if let pair = base as? PairPredictor {
+            // A model answers both in one batched forward ([x | x] with labels [y | null]).
+            (c, u) = try pair.predictPair(x: x, t: t, y: y)
+            guard c.eps.count == x.count, u.eps.count == x.count else { throw DDPMError("predictor answered a pair of the wrong size") }
+        } else {
+            c = try base.checkedPredict(x: x, t: t, y: y)
+            u = try base.checkedPredict(x: x, t: t, y: nil)
+        }
         // The learned variance is taken from the conditional answer.
         return Prediction(eps: Guidance.mix(cond: c.eps, uncond: u.eps, scale: scale, rescale: rescale, sampleSize: base.sampleSize), v: c.v)
     }

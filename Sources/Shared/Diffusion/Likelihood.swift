@@ -1,0 +1,128 @@
+// The variational bound on the negative log-likelihood, per example, in bits per dimension
+// (Ho et al. 2020 eq. 5 and Table 2; Nichol & Dhariwal 2021 sec. 3, "calc_bpd_loop"):
+//
+//   L_vlb = L_T + sum_{t=1}^{T-1} L_{t-1} + L_0            (0-based t below: x_t, t = 0 .. T-1)
+//   L_T   = KL(q(x_{T-1} | x_0) || N(0, I)),  q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)   (prior, exact)
+//   t > 0: KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)), x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps
+//   t = 0: -log p_theta(x_0 | x_t=0)  (discretised 8-bit Gaussian decoder, or Gaussian density for vectors)
+//
+// The t >= 0 terms are `DiffusionLoss.vlbTerm` (Losses.swift: one formula, one place), fed with the
+// predictor's eps and a log variance given through v: the learned v of a hybrid model, or
+// v = -1 -> log beta~_t clipped (`posterior`), v = +1 -> log beta_t (`beta`) (Nichol & Dhariwal eq. 15
+// at its ends). Each KL is a single-sample Monte-Carlo estimate over x_t given x_0 (one eps per t).
+//
+// Strided estimate (`steps` = K < T - 1): the sum over t = 1 .. T-1 is replaced by
+//   (T - 1) / K * sum_{i=0}^{K-1} L_{t_i},  t_i = 1 + floor((i + 1/2) (T - 1) / K)
+// (the midpoints of K equal strata of 1 .. T-1); L_T and L_0 are always included. K = T - 1 is the
+// full sum. This estimates the bound of the full T-step model (it is not the bound of a respaced chain).
+//
+// Randomness: example j draws its eps from RandomStream(seed, .noise, j), M normals per evaluated
+// timestep, in ascending t order (t = 0 first): results do not depend on batching.
+import Foundation
+
+public final class VariationalBound {
+    public let schedule: Schedule
+    public let predictor: EpsPredictor
+    public let variance: VarianceKind
+    public let decoder: DecoderKind
+    /// The evaluated timesteps t >= 1, ascending.
+    public let klTimesteps: [Int]
+    /// The factor on each evaluated KL term: (T - 1) / K.
+    public let klWeight: Double
+    let loss: DiffusionLoss
+
+    public init(schedule: Schedule, predictor: EpsPredictor, variance: VarianceKind, decoder: DecoderKind, steps: Int? = nil) throws {
+        guard schedule.T >= 2 else { throw DDPMError("the bound needs a schedule with T >= 2") }
+        if variance == .learned && !predictor.learnsVariance {
+            throw DDPMError("--variance learned needs a model with a learned variance (trained with --loss hybrid)")
+        }
+        if schedule.alphaBar.contains(0) {
+            throw DDPMError("the variational bound is undefined with alpha_bar = 0 (zero terminal SNR): x_0 cannot be predicted from eps there")
+        }
+        let n = schedule.T - 1
+        let k = steps ?? n
+        guard k >= 1 && k <= n else { throw DDPMError("--nll-steps must lie in 1 ... \(n) (T - 1), got \(k)") }
+        self.schedule = schedule
+        self.predictor = predictor
+        self.variance = variance
+        self.decoder = decoder
+        klTimesteps = k == n ? Array(1...n) : (0..<k).map { 1 + Int((Double($0) + 0.5) * Double(n) / Double(k)) }
+        klWeight = Double(n) / Double(k)
+        loss = DiffusionLoss(kind: .hybrid, schedule: schedule, decoder: decoder)
+    }
+
+    /// L_T in bits per dim for one example: mean_i KL(N(sqrt(abar) x0_i, 1 - abar) || N(0, 1)) / ln 2.
+    public func priorTerm(_ x0: ArraySlice<Float>) -> Double {
+        let tLast = schedule.T - 1
+        let sa = schedule.sqrtAlphaBar[tLast], logVar = log(1 - schedule.alphaBar[tLast])
+        var sum = 0.0
+        for v in x0 { sum += Losses.normalKL(mean1: sa * Double(v), logVar1: logVar, mean2: 0, logVar2: 0) }
+        return sum / (Double(x0.count) * Losses.ln2)
+    }
+
+    /// The result for a batch: per example the bound (bits/dim), and per evaluated timestep the
+    /// sum over the batch of the (unweighted) term L_t; `prior` the batch sum of L_T.
+    public struct Result {
+        public var perExample: [Double]
+        public var termSums: [Int: Double]
+        public var priorSum: Double
+    }
+
+    /// Evaluates the bound for `x0` (n examples of the predictor's sample size), examples numbered
+    /// from `firstIndex` (for the random streams). `y`: labels for a conditional model (nil: unconditional).
+    public func evaluate(x0: [Float], y: [Int]?, seed: UInt64, firstIndex: Int, progress: ((Int) -> Void)? = nil) throws -> Result {
+        let m = predictor.sampleSize
+        guard m > 0, x0.count % m == 0 else { throw DDPMError("bound: \(x0.count) values are not whole samples of \(m)") }
+        let n = x0.count / m
+        var total = [Double](repeating: 0, count: n)
+        var prior = 0.0
+        for s in 0..<n {
+            let p = priorTerm(x0[s * m ..< (s + 1) * m])
+            total[s] = p; prior += p
+        }
+        var streams = (0..<n).map { RandomStream(seed: seed, purpose: .noise, index: UInt64(firstIndex + $0)) }
+        var sums: [Int: Double] = [:]
+        let fixedV: Float = variance == .beta ? 1 : -1
+        var xt = [Float](repeating: 0, count: n * m)
+        for (k, t) in ([0] + klTimesteps).enumerated() {
+            let sa = schedule.sqrtAlphaBar[t], so = schedule.sqrtOneMinusAlphaBar[t]
+            for s in 0..<n {
+                for i in s * m ..< (s + 1) * m {
+                    // x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps  (Ho et al. eq. 4)
+                    xt[i] = Float(sa * Double(x0[i]) + so * Double(streams[s].nextNormal()))
+                }
+            }
+            let p = try predictor.checkedPredict(x: xt, t: Array(repeating: t, count: n), y: y)
+            try Sampler.checkFinite(p.eps, "eps", t: t)
+            let v: [Float]
+            if variance == .learned {
+                guard let pv = p.v else { throw DDPMError("the predictor answered no 'v' at t = \(t)") }
+                try Sampler.checkFinite(pv, "v", t: t)
+                v = pv
+            } else {
+                v = [Float](repeating: fixedV, count: n * m)
+            }
+            let w = t == 0 ? 1 : klWeight
+            var sum = 0.0
+            x0.withUnsafeBufferPointer { x0p in
+            xt.withUnsafeBufferPointer { xtp in
+            p.eps.withUnsafeBufferPointer { ep in
+            v.withUnsafeBufferPointer { vp in
+                for s in 0..<n {
+                    let r = s * m ..< (s + 1) * m
+                    let term = loss.vlbTerm(x0: UnsafeBufferPointer(rebasing: x0p[r]), xt: UnsafeBufferPointer(rebasing: xtp[r]),
+                                            epsHat: UnsafeBufferPointer(rebasing: ep[r]), v: UnsafeBufferPointer(rebasing: vp[r]),
+                                            t: t, gradV: nil)
+                    total[s] += w * term
+                    sum += term
+                }
+            }}}}
+            sums[t] = sum
+            progress?(k + 1)
+        }
+        return Result(perExample: total, termSums: sums, priorSum: prior)
+    }
+
+    /// Number of predictor evaluations per example batch (t = 0 and the KL timesteps).
+    public var evaluations: Int { klTimesteps.count + 1 }
+}
