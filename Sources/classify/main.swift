@@ -22,6 +22,8 @@ struct Classify: ParsableCommand {
         """,
         version: toolkitVersion)
 
+    static func main() { runTool() }
+
     @Option(help: "Classifier file written by train --classifier.") var classifier: String
     @Option(help: "Timestep at which to classify (0 .. T-1).") var t: Int = 0
     @Option(help: "Samples per forward pass.") var batch: Int = 256
