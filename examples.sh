@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 OUT=${OUT:-out}
 BIN=.build/release
 MNIST_STEPS=${MNIST_STEPS:-1000}   # U-Net optimizer steps on data/mnist-10k, batch 32
-ROLL_STEPS=${ROLL_STEPS:-10000}    # MLP optimizer steps on the swiss roll, batch 256
+ROLL_STEPS=${ROLL_STEPS:-15000}    # MLP optimizer steps on the swiss roll, batch 256
 SEED=${SEED:-1}
 IMAGES=data/mnist-10k/train-images-idx3-ubyte.gz
 LABELS=data/mnist-10k/train-labels-idx1-ubyte.gz
