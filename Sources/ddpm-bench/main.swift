@@ -13,7 +13,9 @@ struct Bench: ParsableCommand {
         Reads nothing. Writes JSON to stdout ({"env", "method", "figures": {key: {value, unit, \
         median_s, min_s, max_s, runs_s, ...}}, "peak_rss_mb"}) and a readable table to stderr. \
         Keys: unet.train_b64, unet.train_b128, unet.forward_b64, mlp.train_b256, as defined in \
-        the peer benchmark (bench-unet-28, mlp-2d, linear schedule T=1000). The parameter \
+        the peer benchmark (bench-unet-28, mlp-2d, linear schedule T=1000). Each figure also has \
+        cpu_use (share of the threads' capacity the process got; < 85% is flagged \
+        CONTAMINATED: other processes ran) and per_cpu_second. The parameter \
         update is plain SGD (lr 1e-4 / 1e-3) until AdamW lands; it is ~1% of a step.
 
         Examples:
@@ -72,6 +74,23 @@ struct Bench: ParsableCommand {
                     eprint(String(format: "  %-40@ %8.2f ms  %5.1f%%", net.opNames[k] as NSString, tm / Double(steps) * 1e3, 100 * tm / total))
                 }
                 eprint(String(format: "  %-40@ %8.2f ms", "total" as NSString, total / Double(steps) * 1e3))
+                // forward only (sampling), batch 64
+                net.resetProfile()
+                net.profile = true
+                ConvProfile.enabled = threads == 1
+                ConvProfile.seconds = [0, 0, 0]
+                for _ in 0..<steps { _ = net.forward(x, t: t, y: nil, training: false) }
+                net.profile = false
+                ConvProfile.enabled = false
+                let ftotal = net.opTimes.reduce(0, +)
+                let fc = ConvProfile.seconds.map { $0 / Double(steps) * 1e3 }
+                eprint(String(format: "[profile] unet forward b64: %.1f ms per forward; conv im2col %.1f, GEMM %.1f ms (CPU, 1 thread only)",
+                              ftotal / Double(steps) * 1e3, fc[0], fc[1]))
+                var groups: [String: Double] = [:]
+                for (k, tm) in net.opTimes.enumerated() { groups[String(net.opNames[k].split(separator: " ")[0]), default: 0] += tm }
+                for (g, tm) in groups.sorted(by: { $0.value > $1.value }) {
+                    eprint(String(format: "  %-12@ %8.2f ms", g as NSString, tm / Double(steps) * 1e3))
+                }
             }
         }
         if wanted.contains("mlp") {
@@ -130,11 +149,16 @@ func measure(_ key: String, unit: String, per: Double, warmup: Int, repeats: Int
     let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     let value = per / median
     let medUtil = util.sorted()[util.count / 2]
-    eprint(String(format: "  %-18@ %10.2f %@   median %.4f s (min %.4f, max %.4f, %d runs; best %.2f %@; cpu use %.0f%%)",
+    // Contention-robust companion figure: work per CPU-second of this process (a
+    // one-core-equivalent rate; a quiet machine gives about threads x this).
+    let cpuSeconds = zip(runs, util).map { $0 * $1 * Double(BLAS.maxThreads) }.sorted()
+    let perCPU = per / cpuSeconds[cpuSeconds.count / 2]
+    eprint(String(format: "  %-18@ %10.2f %@   median %.4f s (min %.4f, max %.4f, %d runs; best %.2f; cpu use %.0f%%; %.2f per cpu-s)%@",
                   key as NSString, value, unit as NSString, median, sorted.first!, sorted.last!, runs.count,
-                  per / sorted.first!, unit as NSString, 100 * medUtil))
+                  per / sorted.first!, 100 * medUtil, perCPU, (medUtil < 0.85 ? " CONTAMINATED" : "") as NSString))
     var out: [String: Any] = ["value": value, "unit": unit, "median_s": median, "min_s": sorted.first!,
-                              "max_s": sorted.last!, "runs_s": runs, "cpu_use": util]
+                              "max_s": sorted.last!, "runs_s": runs, "cpu_use": util,
+                              "per_cpu_second": perCPU, "contaminated": medUtil < 0.85]
     for (k, v) in extra { out[k] = v }
     return out
 }

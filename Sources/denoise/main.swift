@@ -18,7 +18,8 @@ struct DenoiseTool: ParsableCommand {
         The noise predictor is a trained model file (--model M.safetensors, from train: its schedule and data shape \
         are used; EMA weights unless --weights raw), a process speaking the stream protocol (--predictor 'CMD ARGS', \
         docs/FORMAT-sample.md) or an exact analytic one (--analytic 'gaussian mu=0.5 sigma=0.3'). Sample j uses the \
-        random stream (seed, sampler, j): results do not depend on --batch; --offset K starts at sample K.
+        random stream (seed, sampler, j): results do not depend on --batch (with a model up to float rounding of its \
+        batched GEMMs); --offset K starts at sample K.
 
         Class-conditional models: --label Y (or 'y' in the --from input) samples class Y; with no label the model is \
         asked for its null class, i.e. samples are drawn UNCONDITIONALLY. --guidance W --label Y: classifier-free \
@@ -29,7 +30,8 @@ struct DenoiseTool: ParsableCommand {
         --nll: reads data frames ('x' in [-1, 1], e.g. images scaled from 8-bit pixels, optional 'y') and prints the \
         variational bound L_vlb = L_T + sum_t L_{t-1} + L_0 in bits/dim (mean over the examples) on stdout; \
         --terms prints TSV lines 't<TAB>mean term' (t = T: the prior term L_T) and a final 'total' line. \
-        --nll-steps K estimates the sum over t = 1..T-1 from K strata midpoints (docs/FORMAT-model.md).
+        --nll-steps K: unbiased stratified estimate of the sum over t = 1..T-1 from one random t in each of K strata \
+        (docs/FORMAT-model.md).
 
         Examples:
           denoise --analytic 'gaussian mu=0.5 sigma=0.3' --shape 2 -n 1000 > samples.st
@@ -273,7 +275,7 @@ struct DenoiseTool: ParsableCommand {
                         throw DDPMError("input frame \(frameNo): 't' = \(bad) but --from \(from!); denoise starts every sample at the same timestep")
                     }
                 }
-                let y = try labels(frame: f, count: b, frameNo: frameNo)
+                let y = try labels(frame: f, count: b, frameNo: frameNo, predictor: base)
                 let all = xt.floats
                 var start = 0
                 let progress = Shared.Progress(label: "denoise", total: b * s.stepCount, quiet: quiet)
@@ -300,8 +302,11 @@ struct DenoiseTool: ParsableCommand {
         }
     }
 
-    func labels(frame f: Frame, count b: Int, frameNo: Int) throws -> [Int]? {
+    /// Labels for an input frame: --label, else the frame's 'y'. A bare unconditional model ignores the
+    /// frame's 'y' (labelled data sets such as MNIST streams carry one); --label on it is refused earlier.
+    func labels(frame f: Frame, count b: Int, frameNo: Int, predictor: EpsPredictor) throws -> [Int]? {
         if let label { return Array(repeating: label, count: b) }
+        if let m = predictor as? ModelPredictor, m.classes == 0 { return nil }
         guard let yt = f["y"] else {
             if guidance != nil || classifier != nil { throw DDPMError("input frame \(frameNo): --guidance needs labels: give --label or 'y' in the frames") }
             return nil
@@ -344,7 +349,7 @@ struct DenoiseTool: ParsableCommand {
             if dec == .discretized8bit, let bad = all.first(where: { $0 < -1.0001 || $0 > 1.0001 }) {
                 throw DDPMError("input frame \(frameNo): 'x' = \(bad) outside [-1, 1]; the discretized-8bit decoder needs data scaled from 8-bit pixels to [-1, 1]")
             }
-            let y = try labels(frame: f, count: b, frameNo: frameNo)
+            let y = try labels(frame: f, count: b, frameNo: frameNo, predictor: predictor)
             let progress = Shared.Progress(label: "denoise --nll", total: b * bound.evaluations, quiet: quiet)
             var start = 0
             while start < b {
@@ -372,7 +377,7 @@ struct DenoiseTool: ParsableCommand {
         }
         FileHandle.standardOutput.write(out.data(using: .utf8)!)
         if !quiet {
-            let what = bound.klTimesteps.count == schedule.T - 1 ? "all \(schedule.T - 1) KL terms" : "\(bound.klTimesteps.count) of \(schedule.T - 1) KL terms (strided estimate)"
+            let what = bound.strata.count == schedule.T - 1 ? "all \(schedule.T - 1) KL terms" : "\(bound.strata.count) strata of the \(schedule.T - 1) KL terms (stratified estimate)"
             warn("denoise", "L_vlb = " + String(format: "%.4f", mean) + " bits/dim over \(perExample.count) examples (standard error " +
                  String(format: "%.4f", sd / n.squareRoot()) + "; \(what), variance \(variance.rawValue), decoder \(dec.rawValue))")
         }
@@ -398,7 +403,7 @@ struct DenoiseTool: ParsableCommand {
                 throw DDPMError("input frame \(frameNo): no 't' tensor; give --from T")
             }
             if let bad = t.first(where: { $0 < 0 || $0 >= schedule.T }) { throw DDPMError("input frame \(frameNo): t = \(bad) outside 0 ... \(schedule.T - 1)") }
-            let y = try labels(frame: f, count: b, frameNo: frameNo)
+            let y = try labels(frame: f, count: b, frameNo: frameNo, predictor: predictor)
             let sc = try Sampler.score(x: xt.floats, t: t, y: y, predictor: predictor, schedule: schedule)
             var out = Frame(metadata: meta)
             out.kind = "score"

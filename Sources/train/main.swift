@@ -61,13 +61,16 @@ struct TrainTool: ParsableCommand {
     @Option(help: "Checkpoint period in steps (default 1000).") var every: Int?
     @Option(help: "Continue from a checkpoint FILE.") var resume: String?
     @Option(help: "Append 'step,loss' CSV lines to FILE.") var log: String?
-    @Flag(help: "Train the noise-aware classifier p(y | x_t, t) for classifier guidance instead (needs 'y'; an MLP over the flattened sample with --width (256) --depth (2); cross-entropy on x_t, t uniform; written as kind 'classifier').") var classifier = false
+    @Flag(help: "Train the noise-aware classifier p(y | x_t, t) for classifier guidance instead (needs 'y'; cross-entropy on x_t, t uniform; kind 'classifier'). Images: the U-Net down path (--channels, --mults, --res-blocks (1), --groups) + pooling + linear head; vectors or --arch mlp: an MLP over the flattened sample (--width 256, --depth 2).") var classifier = false
     @Flag(help: "No progress on stderr.") var quiet = false
 
     func run() throws {
         // 1. Everything is checked before any training starts.
         if data == nil && isatty(0) != 0 {
             throw DDPMError("no data: pipe a stream of frames with 'x' into train, or give --data FILE")
+        }
+        if output == nil && isatty(1) != 0 {
+            throw DDPMError("refusing to write the model to a terminal: give -o FILE or redirect stdout")
         }
         for (flag, path) in [("-o", output), ("--checkpoint", checkpoint), ("--log", log)] {
             guard let path else { continue }
@@ -101,9 +104,12 @@ struct TrainTool: ParsableCommand {
 
         let trainer: Trainer
         if let resume {
-            let frame = try Frame.load(path: resume)
-            let loaded = try ModelFile.load(frame: frame, weights: .raw)
-            let config = try TrainConfig(metadata: frame.metadata)
+            let frame: Frame, loaded: LoadedModel, config: TrainConfig
+            do {
+                frame = try Frame.load(path: resume)
+                loaded = try ModelFile.load(frame: frame, weights: .raw)
+                config = try TrainConfig(metadata: frame.metadata)
+            } catch let e as DDPMError { throw DDPMError("--resume: \(e.message)") }
             let shape = loaded.dataShape, count = Int(frame.metadata["data_count"] ?? "")
             guard shape == dataset.sampleShape, count == dataset.count else {
                 throw DDPMError("--resume \(resume): the checkpoint was trained on \(count ?? 0) samples of shape \(shape), the data has \(dataset.count) of shape \(dataset.sampleShape)")
@@ -117,12 +123,12 @@ struct TrainTool: ParsableCommand {
             var config = TrainConfig()
             let isImage = dataset.sampleShape.count == 3
             if classifier {
-                if let arch { throw DDPMError("--arch \(arch) does not apply to --classifier (an MLP encoder)") }
                 if loss == "hybrid" { throw DDPMError("--loss hybrid does not apply to --classifier (cross-entropy)") }
                 config.objective = .classifier
             }
-            let archName = classifier ? "classifier-mlp" : arch ?? (isImage ? "unet" : "mlp")
-            guard archName == "unet" || archName == "mlp" || classifier else { throw DDPMError("--arch must be unet or mlp, got '\(archName)'") }
+            let baseArch = arch ?? (isImage ? "unet" : "mlp")
+            let archName = classifier ? "classifier-" + baseArch : baseArch
+            guard baseArch == "unet" || baseArch == "mlp" else { throw DDPMError("--arch must be unet or mlp, got '\(archName)'") }
             guard let lossKind = LossKind(rawValue: loss ?? "simple") else {
                 throw DDPMError("--loss must be simple or hybrid, got '\(loss!)'")
             }
@@ -156,9 +162,17 @@ struct TrainTool: ParsableCommand {
                 }
                 a["learn_sigma"] = nil
                 a["in_shape"] = dataset.sampleShape.map(String.init).joined(separator: ",")
-                a["width"] = String(width ?? 256)
-                a["depth"] = String(depth ?? 2)
-                a["temb_dim"] = String(tembDim ?? 32)
+                if baseArch == "mlp" {
+                    a["width"] = String(width ?? 256)
+                    a["depth"] = String(depth ?? 2)
+                    a["temb_dim"] = String(tembDim ?? 32)
+                } else {
+                    guard isImage else { throw DDPMError("--arch unet needs image data [N, C, H, W]; the data has samples of shape \(dataset.sampleShape)") }
+                    a["channels"] = String(channels ?? 32)
+                    a["mults"] = mults ?? "1,2,2"
+                    a["res_blocks"] = String(resBlocks ?? 1)
+                    a["groups"] = String(groups ?? 8)
+                }
             } else if archName == "mlp" {
                 guard dataset.sampleShape.count == 1 else {
                     throw DDPMError("--arch mlp needs vector data [N, D]; the data has samples of shape \(dataset.sampleShape)")

@@ -78,7 +78,7 @@ final class NNLayerTests: XCTestCase {
 
     func testAttentionForwardAndGradients() {
         let f = ParameterFactory(seed: 1), ws = Workspace()
-        let C = 8, heads = 2, n = 3, P = 6
+        let C = 8, heads = 2, n = 3, P = 10   // P = 8 + 2: vector and tail paths of the softmax
         let at = SpatialAttention("attn", channels: C, heads: heads, groups: 2, f, ws)
         randomizeParameters(at.parameters, seed: 5, scale: 0.5)
         let x = testNormals(n * C * P, seed: 6)

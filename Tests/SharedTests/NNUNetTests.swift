@@ -55,6 +55,25 @@ final class NNUNetTests: XCTestCase {
                   backward: { net.backward($0) }, coords: 6, abs: 2e-3, minGradient: 1e-4)
     }
 
+    func testTrainingStepBitReproducible() throws {
+        // Two networks from the same architecture, same batch, dropout on: identical
+        // outputs, input gradients and parameter gradients, bit for bit (fixed chunking).
+        func run() throws -> ([Float], [Float], [[Float]]) {
+            let net = try smallUNet(dropout: "0.2")
+            randomizeParameters(net.parameters, seed: 4, scale: 0.3)
+            net.step = 3
+            let x = testNormals(6 * 64, seed: 5)
+            let out = net.forward(x, t: [0, 5, 10, 500, 998, 999], y: [0, 1, 2, 3, 3, 1], training: true)
+            let dx = net.backward(testNormals(out.count, seed: 6))
+            return (out, dx, net.parameters.map(\.grad))
+        }
+        let (o1, d1, g1) = try run(), (o2, d2, g2) = try run()
+        XCTAssertEqual(o1, o2)
+        XCTAssertEqual(d1, d2)
+        XCTAssertEqual(g1, g2)
+        XCTAssert(g1.contains { $0.contains { $0 != 0 } })
+    }
+
     func testUNetDeterministicAndBatchIndependent() throws {
         let net = try smallUNet(dropout: "0")
         randomizeParameters(net.parameters, seed: 2, scale: 0.3)

@@ -11,13 +11,16 @@
 // v = -1 -> log beta~_t clipped (`posterior`), v = +1 -> log beta_t (`beta`) (Nichol & Dhariwal eq. 15
 // at its ends). Each KL is a single-sample Monte-Carlo estimate over x_t given x_0 (one eps per t).
 //
-// Strided estimate (`steps` = K < T - 1): the sum over t = 1 .. T-1 is replaced by
-//   (T - 1) / K * sum_{i=0}^{K-1} L_{t_i},  t_i = 1 + floor((i + 1/2) (T - 1) / K)
-// (the midpoints of K equal strata of 1 .. T-1); L_T and L_0 are always included. K = T - 1 is the
-// full sum. This estimates the bound of the full T-step model (it is not the bound of a respaced chain).
+// Stratified estimate (`steps` = K < T - 1): 1 .. T-1 is cut into K strata S_i = [lo_i, lo_{i+1}),
+// lo_i = 1 + floor(i (T - 1) / K), and the sum over t = 1 .. T-1 is replaced by
+//   sum_i |S_i| L_{t_i},  t_i uniform in S_i, drawn per example
+// an UNBIASED estimate of the full sum (E over t_i of |S_i| L_{t_i} = sum_{t in S_i} L_t); L_T and L_0
+// are always exact/included. K = T - 1 is the full sum (every stratum one timestep, nothing drawn).
+// (A fixed grid would be biased: the terms vary fastest at small t, where they are largest.)
 //
-// Randomness: example j draws its eps from RandomStream(seed, .noise, j), M normals per evaluated
-// timestep, in ascending t order (t = 0 first): results do not depend on batching.
+// Randomness: example j draws its eps from RandomStream(seed, .noise, j), M normals per evaluation
+// (t = 0 first, then the strata in ascending order), and its t_i from RandomStream(seed, .timestep, j)
+// (`nextInt(below: |S_i|)`, strata in order, only for strata wider than 1): results do not depend on batching.
 import Foundation
 
 public final class VariationalBound {
@@ -25,10 +28,8 @@ public final class VariationalBound {
     public let predictor: EpsPredictor
     public let variance: VarianceKind
     public let decoder: DecoderKind
-    /// The evaluated timesteps t >= 1, ascending.
-    public let klTimesteps: [Int]
-    /// The factor on each evaluated KL term: (T - 1) / K.
-    public let klWeight: Double
+    /// The strata of t = 1 ... T-1: [lo_i, hi_i), ascending.
+    public let strata: [Range<Int>]
     let loss: DiffusionLoss
 
     public init(schedule: Schedule, predictor: EpsPredictor, variance: VarianceKind, decoder: DecoderKind, steps: Int? = nil) throws {
@@ -46,8 +47,7 @@ public final class VariationalBound {
         self.predictor = predictor
         self.variance = variance
         self.decoder = decoder
-        klTimesteps = k == n ? Array(1...n) : (0..<k).map { 1 + Int((Double($0) + 0.5) * Double(n) / Double(k)) }
-        klWeight = Double(n) / Double(k)
+        strata = (0..<k).map { i in (1 + i * n / k) ..< (1 + (i + 1) * n / k) }
         loss = DiffusionLoss(kind: .hybrid, schedule: schedule, decoder: decoder)
     }
 
@@ -61,7 +61,8 @@ public final class VariationalBound {
     }
 
     /// The result for a batch: per example the bound (bits/dim), and per evaluated timestep the
-    /// sum over the batch of the (unweighted) term L_t; `prior` the batch sum of L_T.
+    /// sum over the batch of the (unweighted) term L_t, keyed by t (full sum) or by the stratum's
+    /// lowest t (stratified); `prior` the batch sum of L_T.
     public struct Result {
         public var perExample: [Double]
         public var termSums: [Int: Double]
@@ -81,18 +82,22 @@ public final class VariationalBound {
             total[s] = p; prior += p
         }
         var streams = (0..<n).map { RandomStream(seed: seed, purpose: .noise, index: UInt64(firstIndex + $0)) }
+        var tStreams = (0..<n).map { RandomStream(seed: seed, purpose: .timestep, index: UInt64(firstIndex + $0)) }
         var sums: [Int: Double] = [:]
         let fixedV: Float = variance == .beta ? 1 : -1
         var xt = [Float](repeating: 0, count: n * m)
-        for (k, t) in ([0] + klTimesteps).enumerated() {
-            let sa = schedule.sqrtAlphaBar[t], so = schedule.sqrtOneMinusAlphaBar[t]
+        for (k, stratum) in ([0 ..< 1] + strata).enumerated() {
+            // t per example: the stratum's only timestep, or one drawn uniformly from it.
+            let ts = (0..<n).map { s in stratum.count == 1 ? stratum.lowerBound : stratum.lowerBound + tStreams[s].nextInt(below: stratum.count) }
             for s in 0..<n {
+                let sa = schedule.sqrtAlphaBar[ts[s]], so = schedule.sqrtOneMinusAlphaBar[ts[s]]
                 for i in s * m ..< (s + 1) * m {
                     // x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps  (Ho et al. eq. 4)
                     xt[i] = Float(sa * Double(x0[i]) + so * Double(streams[s].nextNormal()))
                 }
             }
-            let p = try predictor.checkedPredict(x: xt, t: Array(repeating: t, count: n), y: y)
+            let t = stratum.lowerBound
+            let p = try predictor.checkedPredict(x: xt, t: ts, y: y)
             try Sampler.checkFinite(p.eps, "eps", t: t)
             let v: [Float]
             if variance == .learned {
@@ -102,7 +107,7 @@ public final class VariationalBound {
             } else {
                 v = [Float](repeating: fixedV, count: n * m)
             }
-            let w = t == 0 ? 1 : klWeight
+            let w = Double(stratum.count)
             var sum = 0.0
             x0.withUnsafeBufferPointer { x0p in
             xt.withUnsafeBufferPointer { xtp in
@@ -112,7 +117,7 @@ public final class VariationalBound {
                     let r = s * m ..< (s + 1) * m
                     let term = loss.vlbTerm(x0: UnsafeBufferPointer(rebasing: x0p[r]), xt: UnsafeBufferPointer(rebasing: xtp[r]),
                                             epsHat: UnsafeBufferPointer(rebasing: ep[r]), v: UnsafeBufferPointer(rebasing: vp[r]),
-                                            t: t, gradV: nil)
+                                            t: ts[s], gradV: nil)
                     total[s] += w * term
                     sum += term
                 }
@@ -124,5 +129,5 @@ public final class VariationalBound {
     }
 
     /// Number of predictor evaluations per example batch (t = 0 and the KL timesteps).
-    public var evaluations: Int { klTimesteps.count + 1 }
+    public var evaluations: Int { strata.count + 1 }
 }

@@ -46,7 +46,7 @@ public final class ModelPredictor: PairPredictor {
         self.sampleShape = inShape
         self.describe = describe
         // MLPs are cheap per sample; convolutional networks hold large activations per sample.
-        self.maxBatch = max(1, maxBatch ?? (network.architecture["arch"] == "mlp" ? 8192 : 64))
+        self.maxBatch = max(1, maxBatch ?? (network.architecture["arch"] == "mlp" ? 8192 : 256))
     }
 
     /// Wraps a model file (`ModelFile.load`): its network and its schedule.

@@ -55,15 +55,7 @@ public final class SpatialAttention {
                 let Qh = qp + s * cp + h * d * P, Kh = kp + s * cp + h * d * P, Vh = vp + s * cp + h * d * P
                 let A = ap + (s * H + h) * P * P
                 BLAS.gemm(true, false, P, P, d, scale, Qh, P, Kh, P, 0, A, P)
-                for i in 0..<P {   // softmax over keys, row i
-                    let r = A + i * P
-                    var m = r[0]
-                    for j in 1..<P { m = max(m, r[j]) }
-                    var sum: Float = 0
-                    for j in 0..<P { let e = expf(r[j] - m); r[j] = e; sum += e }
-                    let inv = 1 / sum
-                    for j in 0..<P { r[j] *= inv }
-                }
+                for i in 0..<P { softmaxRow(A + i * P, P) }   // softmax over keys, row i
                 BLAS.gemm(false, true, d, P, P, 1, Vh, P, A, P, 0, op + s * cp + h * d * P, P)
             }
             let ys = y + s * cp, xs = x + s * cp

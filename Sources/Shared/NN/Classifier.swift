@@ -93,7 +93,11 @@ public final class NoiseAwareClassifier: Network {
 
 /// Every network a model file can hold: the noise predictors of `NetworkFactory` and the classifier.
 public func makeAnyNetwork(architecture a: [String: String]) throws -> Network {
-    a["arch"] == "classifier-mlp" ? try NoiseAwareClassifier(architecture: a) : try NetworkFactory.make(architecture: a)
+    switch a["arch"] {
+    case "classifier-mlp": return try NoiseAwareClassifier(architecture: a)
+    case "classifier-unet": return try NoiseAwareUNetClassifier(architecture: a)
+    default: return try NetworkFactory.make(architecture: a)
+    }
 }
 
 /// log p_phi(y_i | x_t_i, t_i) per sample and grad_{x_t} log p_phi(y | x_t, t) [n, M] (backward
@@ -115,4 +119,143 @@ public func classifierLogProbGradient(_ classifier: Network, x: [Float], t: [Int
     let g = classifier.backward(dLogits)
     for p in classifier.parameters { p.zeroGrad() }
     return (logProb, g)
+}
+
+/// The image classifier of classifier guidance built from the U-Net's down path (Dhariwal &
+/// Nichol 2021 use the U-Net encoder with a pooled head): conv_in, per level `resBlocks` residual
+/// blocks with the timestep embedding injected (channels * mults[l]) and a stride-2 3x3 conv
+/// between levels, then GroupNorm + SiLU, the mean over positions and a Linear head to K logits.
+/// No attention and no dropout in this encoder. Layers are the U-Net's own (ResBlock, Conv2d,
+/// GroupNorm, TimeEmbedding: sinusoid 32 -> Linear -> SiLU -> Linear, width 4 * channels).
+public final class NoiseAwareUNetClassifier: Network {
+    public let inShape: [Int]
+    public let channels: Int
+    public let mults: [Int]
+    public let resBlocks: Int
+    public let groups: Int
+    public let classes: Int
+    public let seed: UInt64
+    public let parameters: [Parameter]
+
+    enum Op { case res(ResBlock), down(Conv2d) }
+    let ws = Workspace()
+    let timeEmbedding: TimeEmbedding
+    let tembAct = SiLU()
+    let convIn: Conv2d
+    let ops: [Op]
+    let norm: GroupNorm
+    let head: Linear
+    let inputBuf = Buffer(), pooled = Buffer(), dPooled = Buffer(), dsTemb = Buffer()
+    var shapes: [(Int, Int, Int)] = []     // per op: input (c, h, w)
+    var last = (c: 0, h: 0, w: 0)
+    var batch = 0
+
+    public init(inShape: [Int], channels: Int = 32, mults: [Int] = [1, 2, 2], resBlocks: Int = 1, groups: Int = 8,
+                classes: Int, seed: UInt64 = 0) throws {
+        guard inShape.count == 3, inShape.allSatisfy({ $0 > 0 }) else { throw DDPMError("classifier-unet: input shape must be [C, H, W], got \(inShape)") }
+        guard !mults.isEmpty, mults.allSatisfy({ $0 > 0 }), channels > 0, resBlocks > 0, groups > 0 else {
+            throw DDPMError("classifier-unet: channels, mults, res_blocks and groups must be positive")
+        }
+        guard mults.allSatisfy({ (channels * $0) % groups == 0 }) else {
+            throw DDPMError("classifier-unet: every level's channels must be divisible by groups \(groups)")
+        }
+        guard classes >= 2 else { throw DDPMError("classifier-unet: needs at least 2 classes, got \(classes)") }
+        self.inShape = inShape; self.channels = channels; self.mults = mults; self.resBlocks = resBlocks
+        self.groups = groups; self.classes = classes; self.seed = seed
+        let f = ParameterFactory(seed: seed)
+        let temb = 4 * channels
+        timeEmbedding = TimeEmbedding("time_embedding", sinusoidDim: 32, dim: temb, f)
+        convIn = Conv2d("conv_in", inShape[0], channels, kernel: 3, f, ws)
+        var ops: [Op] = []
+        var cur = channels
+        var layer: UInt64 = 0
+        for (l, m) in mults.enumerated() {
+            for r in 0..<resBlocks {
+                layer += 1
+                ops.append(.res(ResBlock("down.\(l).res.\(r)", cur, channels * m, tembDim: temb, groups: groups, dropout: 0,
+                                         layer: layer, f, ws)))
+                cur = channels * m
+            }
+            if l < mults.count - 1 { ops.append(.down(Conv2d("down.\(l).downsample", cur, cur, kernel: 3, stride: 2, f, ws))) }
+        }
+        self.ops = ops
+        norm = GroupNorm("norm_out", channels: cur, groups: groups, fusedSiLU: true, f)
+        head = Linear("head", cur, classes, f)
+        parameters = f.all
+    }
+
+    public convenience init(architecture a: [String: String]) throws {
+        func ints(_ k: String) -> [Int]? { a[k].map { $0.split(separator: ",").compactMap { Int($0) } } }
+        func int(_ k: String, _ d: Int?) throws -> Int {
+            guard let s = a[k] ?? d.map(String.init), let v = Int(s) else { throw DDPMError("classifier architecture: bad or missing '\(k)'") }
+            return v
+        }
+        try self.init(inShape: ints("in_shape") ?? [], channels: try int("channels", 32), mults: ints("mults") ?? [1, 2, 2],
+                      resBlocks: try int("res_blocks", 1), groups: try int("groups", 8), classes: try int("classes", nil),
+                      seed: UInt64(a["seed"] ?? "0") ?? 0)
+    }
+
+    public var architecture: [String: String] {
+        ["arch": "classifier-unet", "in_shape": inShape.map(String.init).joined(separator: ","), "channels": String(channels),
+         "mults": mults.map(String.init).joined(separator: ","), "res_blocks": String(resBlocks), "groups": String(groups),
+         "classes": String(classes), "seed": String(seed)]
+    }
+    public var inputShape: [Int] { inShape }
+    public var outputShape: [Int] { [classes] }
+
+    public func forward(_ x: [Float], t: [Int], y: [Int]?, training: Bool) -> [Float] {
+        let n = t.count
+        precondition(x.count == n * inShape.reduce(1, *), "classifier-unet: \(x.count) values for \(n) samples of \(inShape)")
+        batch = n
+        BLAS.setThreads(1)
+        let temb = timeEmbedding.forward(t)
+        let sTemb = UnsafePointer(tembAct.forward(temb, count: n * timeEmbedding.dim))
+        let xin = inputBuf.ensure(x.count)
+        x.withUnsafeBufferPointer { xin.update(from: $0.baseAddress!, count: x.count) }
+        var (c, h, w) = (inShape[0], inShape[1], inShape[2])
+        var cur = UnsafePointer(convIn.forward(xin, n: n, h: h, w: w))
+        c = channels
+        shapes.removeAll(keepingCapacity: true)
+        for op in ops {
+            shapes.append((c, h, w))
+            switch op {
+            case .res(let r):
+                cur = UnsafePointer(r.forward(cur, n: n, h: h, w: w, sTemb: sTemb, training: false, seed: seed, step: 0))
+                c = r.cout
+            case .down(let conv):
+                cur = UnsafePointer(conv.forward(cur, n: n, h: h, w: w))
+                (h, w) = conv.outputSize(h, w)
+            }
+        }
+        last = (c, h, w)
+        let a = norm.forward(cur, n: n, hw: h * w)
+        // mean over positions
+        let p = pooled.ensure(n * c)
+        let hw = h * w
+        for s in 0..<n { for ch in 0..<c { p[s * c + ch] = vsum(a + (s * c + ch) * hw, hw) / Float(hw) } }
+        let o = head.forward(p, rows: n)
+        return Array(UnsafeBufferPointer(start: o, count: n * classes))
+    }
+
+    public func backward(_ gradOutput: [Float]) -> [Float] {
+        let n = batch
+        precondition(gradOutput.count == n * classes, "classifier-unet backward: gradient size mismatch")
+        BLAS.setThreads(1)
+        let dp = gradOutput.withUnsafeBufferPointer { head.backward($0.baseAddress!)! }
+        let (c, h, w) = last
+        let hw = h * w
+        let da = dPooled.ensure(n * c * hw)
+        for s in 0..<n { for ch in 0..<c { let v = dp[s * c + ch] / Float(hw); for i in 0..<hw { da[(s * c + ch) * hw + i] = v } } }
+        var d = norm.backward(da)
+        let dsT = dsTemb.zeroed(n * timeEmbedding.dim)
+        for op in ops.reversed() {
+            switch op {
+            case .res(let r): d = r.backward(d, dsTemb: dsT)
+            case .down(let conv): d = conv.backward(d)!
+            }
+        }
+        let dx = convIn.backward(d)!
+        timeEmbedding.backward(tembAct.backward(dsT))
+        return Array(UnsafeBufferPointer(start: dx, count: n * inShape.reduce(1, *)))
+    }
 }

@@ -95,6 +95,7 @@ public final class Conv2d {
     /// stride 1, strided at stride 2) and a zero suffix.
     @inline(__always)
     func im2col(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>) {
+        if kernel == 3 && stride == 1 { im2colPlane3x3(x, col); return }
         let k = kernel, p = k / 2, s = stride, P = ho * wo
         for c in 0..<cin {
             let xc = x + c * h * w
@@ -125,9 +126,79 @@ public final class Conv2d {
         }
     }
 
+    /// im2col for 3x3, stride 1, padding 1 (ho = h, wo = w): each of the 9 rows of a
+    /// channel is the plane shifted by (ky-1, kx-1), so it is ONE contiguous copy of
+    /// the interior plus zeroed border rows and a zeroed border column.
+    @inline(__always)
+    func im2colPlane3x3(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>) {
+        let P = h * w
+        for c in 0..<cin {
+            let xc = x + c * P
+            for ky in 0..<3 {
+                let dy = ky - 1
+                let oyLo = max(0, -dy), oyHi = min(h, h - dy)
+                for kx in 0..<3 {
+                    let dx = kx - 1
+                    let row = col + ((c * 3 + ky) * 3 + kx) * P
+                    if oyLo > 0 { row.initialize(repeating: 0, count: oyLo * w) }
+                    if oyHi < h { (row + oyHi * w).initialize(repeating: 0, count: (h - oyHi) * w) }
+                    guard oyHi > oyLo else { continue }
+                    let count = (oyHi - oyLo) * w
+                    let dst = row + oyLo * w, src = xc + (oyLo + dy) * w
+                    switch dx {
+                    case 0:
+                        dst.update(from: src, count: count)
+                    case -1:   // dst[i] = src[i - 1]; column 0 is padding
+                        (dst + 1).update(from: src, count: count - 1)
+                        for oy in 0..<(oyHi - oyLo) { dst[oy * w] = 0 }
+                    default:   // dst[i] = src[i + 1]; column w-1 is padding
+                        dst.update(from: src + 1, count: count - 1)
+                        for oy in 0..<(oyHi - oyLo) { dst[oy * w + w - 1] = 0 }
+                    }
+                }
+            }
+        }
+    }
+
+    /// col2im for 3x3, stride 1, padding 1: the adjoint of `im2colPlane3x3`. The
+    /// entries of dcol at padding columns are zeroed first, so each of the 9 rows is
+    /// ONE contiguous shifted add into the plane (dcol is scratch and may be modified).
+    @inline(__always)
+    func col2imPlane3x3(_ dcol: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
+        let P = h * w
+        dx.initialize(repeating: 0, count: cin * P)
+        for c in 0..<cin {
+            let xc = dx + c * P
+            for ky in 0..<3 {
+                let dy = ky - 1
+                let oyLo = max(0, -dy), oyHi = min(h, h - dy)
+                guard oyHi > oyLo else { continue }
+                let count = (oyHi - oyLo) * w
+                for kx in 0..<3 {
+                    let ddx = kx - 1
+                    let src = dcol + ((c * 3 + ky) * 3 + kx) * P + oyLo * w
+                    let dst = xc + (oyLo + dy) * w
+                    switch ddx {
+                    case 0:
+                        for i in 0..<count { dst[i] += src[i] }
+                    case -1:   // dst[i - 1] += src[i]; src column 0 is padding
+                        for oy in 0..<(oyHi - oyLo) { src[oy * w] = 0 }
+                        let d = dst - 1
+                        for i in 1..<count { d[i] += src[i] }
+                    default:   // dst[i + 1] += src[i]; src column w-1 is padding
+                        for oy in 0..<(oyHi - oyLo) { src[oy * w + w - 1] = 0 }
+                        let d = dst + 1
+                        for i in 0..<(count - 1) { d[i] += src[i] }
+                    }
+                }
+            }
+        }
+    }
+
     /// col2im for one sample: dx[c, iy, ix] += dcol[(c, ky, kx), (oy, ox)] (adjoint of im2col); dx zeroed here.
     @inline(__always)
-    func col2im(_ dcol: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
+    func col2im(_ dcol: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
+        if kernel == 3 && stride == 1 { col2imPlane3x3(dcol, dx); return }
         let k = kernel, p = k / 2, s = stride, P = ho * wo
         dx.initialize(repeating: 0, count: cin * h * w)
         for c in 0..<cin {
@@ -155,7 +226,12 @@ public final class Conv2d {
     }
 
     /// y[n] = W * im2col(x[n]) + b  (y [n, cout, ho, wo]). x must stay alive until backward.
-    public func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int) -> UnsafeMutablePointer<Float> {
+    /// Fused extras (each saves a pass over the output): `sampleBias` [n, cout] is added
+    /// per sample and channel (the time-embedding projection), `residual` [n, cout, ho, wo]
+    /// is added elementwise (the residual branch): y = W col + b + sampleBias + residual.
+    public func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int,
+                        sampleBias: UnsafePointer<Float>? = nil,
+                        residual: UnsafePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
         input = x
         self.n = n; self.h = h; self.w = w
         (ho, wo) = outputSize(h, w)
@@ -168,7 +244,15 @@ public final class Conv2d {
             let col = self.ws.ptr(0, chunk: c)
             for s in chunkRange(c, of: chunks, n: n) {
                 let ys = y + s * self.cout * P
-                for o in 0..<self.cout { (ys + o * P).initialize(repeating: b[o], count: P) }
+                for o in 0..<self.cout {
+                    let v = b[o] + (sampleBias?[s * self.cout + o] ?? 0)
+                    if let residual {
+                        let src = residual + (s * self.cout + o) * P, dst = ys + o * P
+                        for i in 0..<P { dst[i] = src[i] + v }
+                    } else {
+                        (ys + o * P).initialize(repeating: v, count: P)
+                    }
+                }
                 var src = x + s * inSize
                 if self.needsCol {
                     ConvProfile.time(0) { self.im2col(src, col) }
@@ -181,7 +265,11 @@ public final class Conv2d {
     }
 
     /// dW += sum_n dY[n] col[n]^T, db += sum dY, dx[n] = col2im(W^T dY[n]).
-    public func backward(_ dy: UnsafePointer<Float>, inputGrad: Bool = true) -> UnsafeMutablePointer<Float>? {
+    /// `channelSums` [n, cout], if given, receives sum over positions of dy per sample
+    /// and channel (computed anyway for the bias gradient; the time-embedding
+    /// projection's gradient needs exactly this).
+    public func backward(_ dy: UnsafePointer<Float>, inputGrad: Bool = true,
+                         channelSums: UnsafeMutablePointer<Float>? = nil) -> UnsafeMutablePointer<Float>? {
         let x = input!
         let P = ho * wo, K = kk, inSize = cin * h * w, wCount = cout * K
         let chunks = prepareChunks(n)
@@ -203,7 +291,11 @@ public final class Conv2d {
                 }
                 ConvProfile.time(1) { BLAS.gemm(false, true, self.cout, K, P, 1, dys, P, src, P, 1, part, K) }
                 let pb = part + wCount
-                for o in 0..<self.cout { pb[o] += vsum(dys + o * P, P) }
+                for o in 0..<self.cout {
+                    let v = vsum(dys + o * P, P)
+                    pb[o] += v
+                    channelSums?[s * self.cout + o] = v
+                }
                 if let dx {
                     if self.needsCol {
                         ConvProfile.time(1) { BLAS.gemm(true, false, K, P, self.cout, 1, W, K, dys, P, 0, dcol, P) }

@@ -54,15 +54,26 @@ public final class AdamW {
         return config.lr * min(1, Double(k + 1) / Double(config.warmup))
     }
 
-    /// Global L2 norm of all gradients, sqrt(sum_p sum_i g_i^2) (accumulated in Double).
+    /// Global L2 norm of all gradients, sqrt(sum_p sum_i g_i^2), accumulated in Double over 8
+    /// fixed lanes (i mod 8) so it vectorises; the order is fixed, so the result is reproducible.
     public func gradientNorm() -> Double {
-        var s = 0.0
+        var total = 0.0
         for p in parameters {
             p.grad.withUnsafeBufferPointer { g in
-                for i in 0..<g.count { let x = Double(g[i]); s += x * x }
+                let n = g.count, base = g.baseAddress!
+                var lanes = SIMD8<Double>(repeating: 0)
+                var i = 0
+                while i + 8 <= n {
+                    let x = SIMD8<Double>(SIMD8<Float>(UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)))
+                    lanes += x * x
+                    i += 8
+                }
+                var tail = 0.0
+                while i < n { let x = Double(base[i]); tail += x * x; i += 1 }
+                total += lanes.sum() + tail
             }
         }
-        return s.squareRoot()
+        return total.squareRoot()
     }
 
     /// Scales all gradients by clip / norm when the norm exceeds `clip` (Pascanu et al. 2013).
@@ -93,17 +104,38 @@ public final class AdamW {
         let lrF = Float(lr)
         let decay = Float(lr * config.weightDecay)
         for (j, p) in parameters.enumerated() {
-            p.value.withUnsafeMutableBufferPointer { w in
-            p.grad.withUnsafeBufferPointer { g in
-            m[j].withUnsafeMutableBufferPointer { mm in
-            v[j].withUnsafeMutableBufferPointer { vv in
-                for i in 0..<w.count {
+            p.value.withUnsafeMutableBufferPointer { wb in
+            p.grad.withUnsafeBufferPointer { gb in
+            m[j].withUnsafeMutableBufferPointer { mb in
+            v[j].withUnsafeMutableBufferPointer { vb in
+                let w = wb.baseAddress!, g = gb.baseAddress!, mm = mb.baseAddress!, vv = vb.baseAddress!
+                let n = wb.count
+                var i = 0
+                // 8 lanes at a time: the same operations in the same order as the scalar tail below,
+                // so every element gets the identical IEEE result either way.
+                typealias V = SIMD8<Float>
+                let b1v = V(repeating: b1), b2v = V(repeating: b2), ob1 = V(repeating: 1 - b1), ob2 = V(repeating: 1 - b2)
+                let c1v = V(repeating: c1), c2v = V(repeating: c2), epsv = V(repeating: eps)
+                let lrv = V(repeating: lrF), decv = V(repeating: decay)
+                while i + 8 <= n {
+                    let gi = UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
+                    let mi = b1v * UnsafeRawPointer(mm + i).loadUnaligned(as: V.self) + ob1 * gi
+                    let vi = b2v * UnsafeRawPointer(vv + i).loadUnaligned(as: V.self) + ob2 * gi * gi
+                    let wi = UnsafeRawPointer(w + i).loadUnaligned(as: V.self)
+                    let upd = lrv * ((mi * c1v) / ((vi * c2v).squareRoot() + epsv)) + decv * wi
+                    UnsafeMutableRawPointer(mm + i).storeBytes(of: mi, as: V.self)
+                    UnsafeMutableRawPointer(vv + i).storeBytes(of: vi, as: V.self)
+                    UnsafeMutableRawPointer(w + i).storeBytes(of: wi - upd, as: V.self)
+                    i += 8
+                }
+                while i < n {
+                    defer { i += 1 }
                     let gi = g[i]
-                    mm[i] = b1 * mm[i] + (1 - b1) * gi
-                    vv[i] = b2 * vv[i] + (1 - b2) * gi * gi
-                    let mHat = mm[i] * c1
-                    let vHat = vv[i] * c2
-                    w[i] -= lrF * (mHat / (vHat.squareRoot() + eps)) + decay * w[i]
+                    let mi = b1 * mm[i] + (1 - b1) * gi
+                    let vi = b2 * vv[i] + (1 - b2) * gi * gi
+                    mm[i] = mi
+                    vv[i] = vi
+                    w[i] = w[i] - (lrF * ((mi * c1) / ((vi * c2).squareRoot() + eps)) + decay * w[i])
                 }
             }}}}
         }

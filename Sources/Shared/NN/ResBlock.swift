@@ -37,25 +37,13 @@ public final class ResBlock {
                         training: Bool, seed: UInt64, step: UInt64) -> UnsafeMutablePointer<Float> {
         input = x; self.n = n; hw = h * w
         let a = norm1.forward(x, n: n, hw: hw)
-        let hb = conv1.forward(a, n: n, h: h, w: w)
         let e = proj.forward(sTemb, rows: n)
-        let cout = self.cout, hw = self.hw
-        parallelFor(reductionChunks(n)) { ch in
-            for s in chunkRange(ch, of: reductionChunks(n), n: n) {
-                for c in 0..<cout {
-                    let v = e[s * cout + c], r = hb + (s * cout + c) * hw
-                    for i in 0..<hw { r[i] += v }
-                }
-            }
-        }
+        let hb = conv1.forward(a, n: n, h: h, w: w, sampleBias: e)     // + time_emb_proj, fused
         let b = norm2.forward(hb, n: n, hw: hw)
         let dr = dropout.forward(b, n: n, per: cout * hw, training: training, seed: seed, step: step)
-        let y = conv2.forward(dr, n: n, h: h, w: w)
-        // out = shortcut(x) + h, in place in conv2's output (conv2's backward needs only its input)
-        let count = n * cout * hw
+        // out = shortcut(x) + conv2(...), the residual fused into conv2's output initialisation
         let r = shortcut.map { UnsafePointer($0.forward(x, n: n, h: h, w: w)) } ?? x
-        parallelRanges(count) { range in for i in range { y[i] += r[i] } }
-        return y
+        return conv2.forward(dr, n: n, h: h, w: w, residual: r)
     }
 
     /// Returns dx; adds d SiLU(temb) into dsTemb [n, tembDim].
@@ -64,16 +52,11 @@ public final class ResBlock {
         let dr = conv2.backward(dy)!
         let db = dropout.backward(dr)
         let dh = norm2.backward(db)
-        // temb projection: d e[s, c] = sum over positions of dh[s, c]
+        // temb projection: d e[s, c] = sum over positions of dh[s, c], taken from conv1's bias pass
         let de = projGrad.ensure(n * cout)
-        parallelFor(reductionChunks(n)) { ch in
-            for s in chunkRange(ch, of: reductionChunks(n), n: n) {
-                for c in 0..<cout { de[s * cout + c] = vsum(dh + (s * cout + c) * hw, hw) }
-            }
-        }
+        let da = conv1.backward(dh, channelSums: de)!
         let dsT = proj.backward(de)!
         for i in 0..<(n * proj.inFeatures) { dsTemb[i] += dsT[i] }
-        let da = conv1.backward(dh)!
         let dxa = norm1.backward(da)
         let dx = dIn.ensure(n * cin * hw)
         let count = n * cin * hw

@@ -1,4 +1,5 @@
 // SIMD elementwise kernels: a vectorised exp (Cephes expf polynomial, ~1-2 ulp on
+import Foundation
 // [-87, 88]) and the SiLU forward/backward loops built on it. libm's expf is a
 // scalar call per element and dominated the GroupNorm+SiLU passes.
 
@@ -100,4 +101,23 @@ typealias F8 = SIMD8<Float>
     let va = F8(repeating: a), vb = F8(repeating: b), vc = F8(repeating: c)
     while i + 8 <= n { store8(load8(x + i) * va + load8(z + i) * vb + vc, y + i); i += 8 }
     while i < n { y[i] = a * x[i] + b * z[i] + c; i += 1 }
+}
+
+/// In-place softmax of one row of n values: r = exp(r - max r) / sum.
+@inline(__always) func softmaxRow(_ r: UnsafeMutablePointer<Float>, _ n: Int) {
+    var m = r[0]
+    for j in 1..<n { m = max(m, r[j]) }
+    let vm = F8(repeating: m)
+    var acc = F8(repeating: 0)
+    var j = 0
+    while j + 8 <= n {
+        let e = vexp(load8(r + j) - vm)
+        store8(e, r + j)
+        acc += e
+        j += 8
+    }
+    var sum = acc.sum()
+    while j < n { let e = expf(r[j] - m); r[j] = e; sum += e; j += 1 }
+    let inv = 1 / sum
+    for k in 0..<n { r[k] *= inv }
 }
