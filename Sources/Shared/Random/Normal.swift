@@ -5,7 +5,8 @@
 // (seed, purpose), counter = (block lo, block hi, index lo, index hi)), computed
 // eight blocks at a time in SIMD8<UInt32> lanes. Each block's four 32-bit words
 // give two uniform pairs; each pair gives two normals by Box-Muller
-// (Box & Muller 1958): z0 = r cos(2 pi u2), z1 = r sin(2 pi u2), r = sqrt(-2 ln u1).
+// (Box & Muller 1958): z0 = r cos phi, z1 = r sin phi, r = sqrt(-2 ln u1), phi uniform
+// on the circle (built from the second word as a quarter-circle angle and two signs).
 // log, sin and cos are evaluated in Float with short polynomials accurate to float
 // rounding (see below; the loop over lanes is vectorised), so this is NOT bit-identical to
 // RandomStream.nextNormal (which works in Double); it is a separate, documented
@@ -13,12 +14,15 @@
 //
 // Layout: positions 32j ..< 32j+32 of stream `index` come from blocks 8j ..< 8j+8.
 // With words (w0, w1, w2, w3) of those blocks as SIMD8 vectors over the 8 blocks:
-//   positions 32j +  0 ..<  8: r(w0) cos(2 pi u(w1))
-//   positions 32j +  8 ..< 16: r(w0) sin(2 pi u(w1))
-//   positions 32j + 16 ..< 24: r(w2) cos(2 pi u(w3))
-//   positions 32j + 24 ..< 32: r(w2) sin(2 pi u(w3))
-// Uniforms use the top 23 bits k of a word: u = (k + 1/2) 2^-23, in (0, 1),
-// so |z| <= sqrt(-2 ln 2^-24) = 5.77 (a tail of probability 8e-9 per value is cut).
+//   positions 32j +  0 ..<  8: r(w0) cos phi(w1)
+//   positions 32j +  8 ..< 16: r(w0) sin phi(w1)
+//   positions 32j + 16 ..< 24: r(w2) cos phi(w3)
+//   positions 32j + 24 ..< 32: r(w2) sin phi(w3)
+// r(w) = sqrt(-2 ln u), u = (k + 1/2) 2^-23 with k the top 23 bits of w, in (0, 1), so
+// |z| <= sqrt(-2 ln 2^-24) = 5.77 (a tail of probability 8e-9 per value is cut).
+// phi(w): sign of sin = bit 31, sign of cos = bit 30, and the angle within the quadrant
+// theta = (k' + 1/2) 2^-21 pi/2 from bits 29 .. 9 (k'): sin phi = +-sin theta,
+// cos phi = +-cos theta. That is phi uniform on the circle in 2^23 steps, like 2 pi u.
 
 /// Counter-based normal generator: `fill(index:from:count:into:)` writes the
 /// normals at positions `from ..< from+count` of stream `index`.
@@ -106,11 +110,23 @@ public struct NormalGenerator: Sendable {
         -> (SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>, SIMD8<UInt32>) {
         let lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7)
         // block is a multiple of 8, so lo + 7 never carries into the high word.
-        var c0 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: block)) &+ lanes
-        var c1 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: block >> 32))
-        var c2 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: index))
-        var c3 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: index >> 32))
-        for r in 0..<10 {
+        let blockHi = UInt32(truncatingIfNeeded: block >> 32)
+        let indexLo = UInt32(truncatingIfNeeded: index), indexHi = UInt32(truncatingIfNeeded: index >> 32)
+        // Rounds 0 and 1 with the lane-independent words as scalars (the same arithmetic):
+        // only c0 differs between lanes at first, so one product per round is a scalar.
+        let x0 = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: block)) &+ lanes
+        let (a0, b0) = mulhilo8(0xD251_1F53, x0)                      // round 0: c0 varies
+        let (a1, b1) = mulhilo(0xCD9E_8D57, indexLo)                  //          c2 = index lo
+        let r0c0 = a1 ^ blockHi ^ key.0                                // uniform
+        let r0c2 = a0 ^ SIMD8(repeating: indexHi ^ key.1)
+        let k0 = key.0 &+ 0x9E37_79B9, k1 = key.1 &+ 0xBB67_AE85
+        let (a2, b2) = mulhilo(0xD251_1F53, r0c0)                     // round 1: c0 uniform
+        let (a3, b3) = mulhilo8(0xCD9E_8D57, r0c2)
+        var c0 = a3 ^ SIMD8(repeating: b1 ^ k0)                        // c1 after round 0 = b1
+        var c1 = b3
+        var c2 = b0 ^ SIMD8(repeating: a2 ^ k1)                        // c3 after round 0 = b0
+        var c3 = SIMD8<UInt32>(repeating: b2)
+        for r in 2..<10 {
             let (hi0, lo0) = mulhilo8(0xD251_1F53, c0)
             let (hi1, lo1) = mulhilo8(0xCD9E_8D57, c2)
             let n0 = hi1 ^ c1 ^ keys[2 * r]
@@ -136,13 +152,13 @@ func mulhilo8(_ m: UInt32, _ c: SIMD8<UInt32>) -> (SIMD8<UInt32>, SIMD8<UInt32>)
 // loop over lanes in `generate` is vectorised by the optimiser (SIMD8<Float>
 // operators were not: they came out as scalar code with branches).
 
-/// Box-Muller on one pair of words: (r cos(2 pi u2), r sin(2 pi u2)), r = sqrt(-2 ln u1).
+/// Box-Muller on one pair of words: (r cos phi, r sin phi), r = sqrt(-2 ln u1), phi from w2.
 @inline(__always)
 func boxMuller(_ w1: UInt32, _ w2: UInt32) -> (Float, Float) {
     // .magnitude (a no-op here, the argument is > 0) lets sqrt compile to sqrtps: without it
     // Swift on Linux calls sqrtf for errno on negative input, which blocks vectorisation.
     let r = (-2 * logUnit(uniform23(w1))).magnitude.squareRoot()
-    let (s, c) = sinCosTwoPi(w2)
+    let (s, c) = sinCosAngle(w2)
     return (r * c, r * s)
 }
 
@@ -176,36 +192,31 @@ func logUnit(_ x: Float) -> Float {
     return 2 * s * p + Float(e) * 0.693_147_18
 }
 
-/// (sin 2 pi u, cos 2 pi u) for u = (k + 1/2) 2^-23, k the top 23 bits of the word
-/// (the same u as uniform23). Quadrant and remainder in integers, exactly:
-/// 4u = (k + 1/2) 2^-21, q = round(4u) = (k + 2^20) >> 21 in 0 ... 4,
-/// theta = (4u - q) pi/2 = (k - q 2^21 + 1/2) 2^-21 pi/2 in [-pi/4, pi/4];
-/// Taylor series to theta^9 (sin) and theta^10 (cos): the first omitted terms are below
-/// (pi/4)^11/11! = 1.8e-9 and (pi/4)^12/12! = 1.2e-10, under Float's rounding.
+/// (sin phi, cos phi) for an angle phi uniform on the circle, from one word w:
+/// bits 31 and 30 are the signs of sin and cos, bits 29 .. 9 (k, 21 bits) the angle
+/// theta = (k + 1/2) 2^-21 pi/2 in (0, pi/2), so phi = theta reflected into the quadrant
+/// the signs pick. With a = theta - pi/4 = (k - 2^20 + 1/2) 2^-21 pi/2 in (-pi/4, pi/4):
+/// sin theta = (cos a + sin a)/sqrt 2, cos theta = (cos a - sin a)/sqrt 2, and Taylor series
+/// to a^9 (sin) and a^10 (cos): the first omitted terms are below (pi/4)^11/11! = 1.8e-9
+/// and (pi/4)^12/12! = 1.2e-10, under Float's rounding.
 @inline(__always)
-func sinCosTwoPi(_ w: UInt32) -> (Float, Float) {
-    let k = Int32(bitPattern: w >> 9)
-    let q = (k &+ (1 << 20)) >> 21
-    let rem = k &- (q << 21)                                        // -2^20 ..< 2^20, exact in Float
-    let th = (Float(rem) + 0.5) * (Float.pi / 2 / 2_097_152)
-    let t2 = th * th
-    // sin: th (1 - t2/3! + t2^2/5! - ...), cos: 1 - t2/2! + t2^2/4! - ...
+func sinCosAngle(_ w: UInt32) -> (Float, Float) {
+    let k = Int32(bitPattern: (w >> 9) & 0x1F_FFFF)
+    let a = (Float(k &- (1 << 20)) + 0.5) * (Float.pi / 2 / 2_097_152)   // exact integer, one rounding
+    let a2 = a * a
+    // sin: a (1 - a2/3! + a2^2/5! - ...), cos: 1 - a2/2! + a2^2/4! - ...
     var sp: Float = 1.0 / 362_880
-    sp = sp * t2 - 1.0 / 5040
-    sp = sp * t2 + 1.0 / 120
-    sp = sp * t2 - 1.0 / 6
-    let sn = th + th * t2 * sp
+    sp = sp * a2 - 1.0 / 5040
+    sp = sp * a2 + 1.0 / 120
+    sp = sp * a2 - 1.0 / 6
+    let sn = a + a * a2 * sp
     var cp: Float = -1.0 / 3_628_800
-    cp = cp * t2 + 1.0 / 40320
-    cp = cp * t2 - 1.0 / 720
-    cp = cp * t2 + 1.0 / 24
-    cp = cp * t2 - 0.5
-    let cs = 1 + t2 * cp
-    // Rotate by q quarter turns: sin(q pi/2 + th), cos(q pi/2 + th).
-    let swap = UInt32(bitPattern: 0 &- (q & 1))                     // all ones where q is odd
-    let sinBits = (sn.bitPattern & ~swap) | (cs.bitPattern & swap)
-    let cosBits = (cs.bitPattern & ~swap) | (sn.bitPattern & swap)
-    let sinSign = UInt32(bitPattern: (q & 2) << 30)                 // q = 2, 3: negate sin
-    let cosSign = UInt32(bitPattern: ((q &+ 1) & 2) << 30)          // q = 1, 2: negate cos
-    return (Float(bitPattern: sinBits ^ sinSign), Float(bitPattern: cosBits ^ cosSign))
+    cp = cp * a2 + 1.0 / 40320
+    cp = cp * a2 - 1.0 / 720
+    cp = cp * a2 + 1.0 / 24
+    cp = cp * a2 - 0.5
+    let cs = 1 + a2 * cp
+    let sinTheta = (cs + sn) * 0.707_106_77, cosTheta = (cs - sn) * 0.707_106_77
+    return (Float(bitPattern: sinTheta.bitPattern ^ (w & 0x8000_0000)),
+            Float(bitPattern: cosTheta.bitPattern ^ ((w << 1) & 0x8000_0000)))
 }
