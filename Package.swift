@@ -33,6 +33,7 @@ let package = Package(
         .executable(name: "train", targets: ["train"]),
         .executable(name: "ddpm-bench", targets: ["ddpm-bench"]),
         .executable(name: "noise", targets: ["noise"]),
+        .executable(name: "classify", targets: ["classify"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,6 +53,7 @@ let package = Package(
         .executableTarget(name: "train", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "ddpm-bench", dependencies: shared, swiftSettings: swift5),
         .executableTarget(name: "noise", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "classify", dependencies: shared, swiftSettings: swift5),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: swift5),
     ]
 )

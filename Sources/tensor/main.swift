@@ -21,7 +21,7 @@ struct TensorTool: ParsableCommand {
         """,
         version: toolkitVersion,
         subcommands: [FromPNG.self, ToPNG.self, FromIDX.self, FromNPY.self, ToNPY.self, FromRaw.self,
-                      Info.self, Toy.self, Scatter.self])
+                      Info.self, Toy.self, Scatter.self, ReshapeCommand.self])
 
     static func main() { runTool() }
 }
@@ -502,5 +502,38 @@ struct Scatter: ParsableCommand {
         for (i, s) in sets.enumerated() { outside += plot.plot(panel: i, points: s).outside }
         if outside > 0 { warn("tensor", "note: \(outside) point(s) outside the view [-\(r), \(r)]^2 were not drawn") }
         try plot.write(path: output)
+    }
+}
+
+// MARK: reshape
+
+struct ReshapeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reshape",
+        abstract: "Reshape named tensors per sample: [N, ...] -> [N] + SHAPE (element order kept).",
+        discussion: """
+        Reads a stream on stdin and writes it to stdout with every tensor named in --names \
+        (default x, eps, x0_pred) reshaped to [N] + --shape, N its first axis; the number of \
+        elements per sample must match. Tensors not named, frames without them (e.g. schedule \
+        frames) and metadata pass through unchanged. Frame by frame, in bounded memory.
+
+        Examples:
+          tensor from-idx images.gz labels.gz | tensor reshape --shape 784 > flat.st
+          denoise --model mlp.st -n 64 | tensor reshape --shape 1,28,28 | tensor to-png --grid 8x8 -o g.png
+        """)
+
+    @Option(help: "Shape of one sample, comma-separated, e.g. 784 or 1,28,28.") var shape: String
+    @Option(help: "Comma-separated tensor names to reshape.") var names: String = "x,eps,x0_pred"
+
+    func run() throws {
+        let dims = try parseShape(shape, what: "--shape")
+        let list = names.split(separator: ",").map { String($0) }
+        guard !list.isEmpty else { throw DDPMError("--names must name at least one tensor") }
+        let reader = FrameReader()
+        let writer = try FrameWriter()
+        while let f = try reader.next() {
+            do { try writer.write(try Reshape.apply(f, names: list, shape: dims)) }
+            catch let e as DDPMError { throw DDPMError("frame \(reader.framesRead): \(e.message)") }
+        }
     }
 }

@@ -1,0 +1,252 @@
+// examples/Makefile plans the expected chain (make -n), rebuilds only what a parameter
+// change touches, and the helpers behind the sample-quality figures (classify,
+// examples/evaluate.py, tensor reshape) compute what they claim.
+import Foundation
+import XCTest
+@testable import Shared
+
+/// The repository root (this file is Tests/SharedTests/ExamplesTests.swift).
+private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent()
+private let examplesDirectory = repositoryRoot.appendingPathComponent("examples")
+
+/// Runs an executable found on PATH (make, python3) in `directory`.
+private func runProgram(_ name: String, _ args: [String], in directory: URL) throws -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = [name] + args
+    p.currentDirectoryURL = directory
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return RunResult(status: p.terminationStatus, stdout: o, stderr: String(decoding: e, as: UTF8.self))
+}
+
+final class ExamplesTests: XCTestCase {
+    /// `make -n` in examples/ with OUT in a temporary directory and the built tools.
+    func makePlan(_ out: URL, _ extra: [String] = []) throws -> (status: Int32, lines: [String], stderr: String) {
+        let r = try runProgram("make", ["-n", "OUT=\(out.path)", "BIN=\(productsDirectory.path)"] + extra, in: examplesDirectory)
+        // one line per command: join the recipe's continuation lines
+        let text = String(decoding: r.stdout, as: UTF8.self).replacingOccurrences(of: "\\\n", with: " ")
+        return (r.status, text.split(separator: "\n").map(String.init), r.stderr)
+    }
+
+    /// Index of the first plan line containing `needle`, failing the test when there is none.
+    func position(_ lines: [String], _ needle: String, file: StaticString = #filePath, line: UInt = #line) -> Int {
+        guard let i = lines.firstIndex(where: { $0.contains(needle) }) else {
+            XCTFail("the plan has no step '\(needle)':\n" + lines.joined(separator: "\n"), file: file, line: line)
+            return -1
+        }
+        return i
+    }
+
+    func testDefaultPlanIsTheChainDataScheduleModelSamplesGrid() throws {
+        let out = temporaryDirectory()
+        let plan = try makePlan(out)
+        XCTAssertEqual(plan.status, 0, plan.stderr)
+        let data = position(plan.lines, "tensor from-idx ../data/mnist-10k/train-images")
+        let schedule = position(plan.lines, "schedule --linear -T 1000 >")
+        let train = position(plan.lines, "train --data \(out.path)/train.st --schedule \(out.path)/schedule.st")
+        let samples = position(plan.lines, "denoise --model \(out.path)/model.st --sampler ddim --steps 50")
+        let grid = position(plan.lines, "tensor to-png --grid 10x10 -o \(out.path)/grid-ddim50-w3.png")
+        XCTAssertTrue(data < train && schedule < train && train < samples && samples < grid, plan.lines.joined(separator: "\n"))
+        XCTAssertTrue(plan.lines.contains { $0.contains("--label $y --guidance 3") }, "samples are per label with guidance W = 3")
+        XCTAssertTrue(plan.lines.contains { $0.contains("--p-uncond 0.1") }, "conditioning dropout 0.1")
+        // Parameters were written as stamp files; intermediate samples are kept (no 'rm').
+        for p in ["data", "schedule", "train", "sample"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("params/\(p)").path), p)
+        }
+        XCTAssertFalse(plan.lines.contains { $0.hasPrefix("rm ") }, "make must not delete the samples")
+    }
+
+    /// Creates every file of the default chain, each newer than what it depends on.
+    func makeUpToDate(_ out: URL) throws {
+        _ = try makePlan(out)  // writes the parameter stamps
+        let fm = FileManager.default
+        let now = Date()
+        let chain: [(String, Double)] = [
+            ("params/data", -600), ("params/schedule", -600), ("params/train", -600), ("params/sample", -600),
+            ("params/classifier", -600),
+            ("train.st", -500), ("schedule.st", -400), ("model.st", -300), ("samples-ddim50-w3.st", -200),
+            ("grid-ddim50-w3.png", -100)]
+        for (name, age) in chain {
+            let path = out.appendingPathComponent(name).path
+            if !fm.fileExists(atPath: path) { XCTAssertTrue(fm.createFile(atPath: path, contents: Data("x".utf8))) }
+            try fm.setAttributes([.modificationDate: now.addingTimeInterval(age)], ofItemAtPath: path)
+        }
+    }
+
+    func testAParameterChangeRerunsOnlyWhatDependsOnIt() throws {
+        // Up to date: nothing to do.
+        var out = temporaryDirectory()
+        try makeUpToDate(out)
+        var plan = try makePlan(out)
+        XCTAssertEqual(plan.status, 0, plan.stderr)
+        XCTAssertFalse(plan.lines.contains { $0.contains("/release/") }, "an up-to-date tree plans no tool:\n" + plan.lines.joined(separator: "\n"))
+
+        // Sampling steps are in the file name: only sampling and the grid.
+        plan = try makePlan(out, ["SAMPLE_STEPS=100"])
+        XCTAssertTrue(plan.lines.contains { $0.contains("denoise --model") && $0.contains("--steps 100") })
+        XCTAssertTrue(plan.lines.contains { $0.contains("grid-ddim100-w3.png") })
+        XCTAssertFalse(plan.lines.contains { $0.contains("/train ") || $0.contains("/schedule ") || $0.contains("from-idx") },
+                       plan.lines.joined(separator: "\n"))
+
+        // Training steps: retrain and resample, but keep the data and the schedule.
+        out = temporaryDirectory()
+        try makeUpToDate(out)
+        plan = try makePlan(out, ["STEPS=2000"])
+        XCTAssertTrue(plan.lines.contains { $0.contains("/train --data") && $0.contains("--steps 2000") })
+        XCTAssertTrue(plan.lines.contains { $0.contains("denoise --model") })
+        XCTAssertFalse(plan.lines.contains { $0.contains("/schedule ") || $0.contains("from-idx") }, plan.lines.joined(separator: "\n"))
+
+        // Schedule: new schedule, retrain, resample; the data stay.
+        out = temporaryDirectory()
+        try makeUpToDate(out)
+        plan = try makePlan(out, ["SCHEDULE=cosine"])
+        let s = position(plan.lines, "schedule --cosine -T 1000")
+        let t = position(plan.lines, "/train --data")
+        let d = position(plan.lines, "denoise --model")
+        XCTAssertTrue(s < t && t < d)
+        XCTAssertFalse(plan.lines.contains { $0.contains("from-idx") })
+
+        // Reading the Makefile again with the same value leaves the stamp's time alone.
+        let stamp = out.appendingPathComponent("params/schedule").path
+        let before = try FileManager.default.attributesOfItem(atPath: stamp)[.modificationDate] as! Date
+        _ = try makePlan(out, ["SCHEDULE=cosine"])
+        let after = try FileManager.default.attributesOfItem(atPath: stamp)[.modificationDate] as! Date
+        XCTAssertEqual(before, after, "an unchanged parameter must not touch its stamp")
+    }
+
+    func testMnistRecipePlansClassifierFiguresAndEveryGuidanceScale() throws {
+        let out = temporaryDirectory()
+        var plan = try makePlan(out, ["mnist"])
+        XCTAssertNotEqual(plan.status, 0, "make mnist without MNIST=DIR must fail")
+        XCTAssertTrue(plan.stderr.contains("MNIST=DIR") || plan.lines.contains { $0.contains("MNIST=DIR") })
+
+        let mnist = temporaryDirectory()
+        plan = try makePlan(out, ["mnist", "MNIST=\(mnist.path)"])
+        XCTAssertEqual(plan.status, 0, plan.stderr)
+        let m = out.appendingPathComponent("mnist").path
+        let clf = position(plan.lines, "--classifier --steps")
+        let train = position(plan.lines, "/train --data \(m)/train.st")
+        let figures = position(plan.lines, "evaluate.py --reference \(m)/classified-test.st")
+        XCTAssertTrue(clf < figures && train < figures)
+        XCTAssertTrue(plan.lines.contains { $0.contains("--steps 6000") && $0.contains("--batch 32") && $0.contains("--p-uncond 0.1") })
+        for w in ["1", "2", "4"] { XCTAssertTrue(plan.lines.contains { $0.contains("--label $y --guidance \(w) ") }, "W = \(w)") }
+        for s in ["ddim50-w1", "ddim50-w2", "ddim50-w4", "ddim50-uncond", "ddpm1000-w2"] {
+            _ = position(plan.lines, "grid-\(s).png")
+            _ = position(plan.lines, "classified-samples-\(s).st")
+        }
+        XCTAssertTrue(plan.lines.contains { $0.contains("--sampler ddpm --steps 1000") })
+        XCTAssertTrue(plan.lines.contains { $0.contains("-n $((10 * 10))") && !$0.contains("--label") }, "unconditional set")
+    }
+
+    /// FD(a, a + d) = |d|^2 and FD(a, 2a) = |mu_a|^2 + tr(S_a) exactly (Gaussians fitted to the
+    /// same points), and the accuracy/as-labelled columns count argmax hits.
+    func testEvaluateFrechetDistanceClosedForms() throws {
+        let probe = try runProgram("python3", ["-c", "import numpy"], in: examplesDirectory)
+        if probe.status != 0 { throw XCTSkip("python3 with numpy is not available") }
+        let dir = temporaryDirectory()
+        let n = 500, w = 6, k = 3
+        var rng = RandomStream(seed: 11, purpose: .toy, index: 0)
+        var a = [Float](repeating: 0, count: n * w)
+        for i in 0..<n {  // correlated, non-zero mean
+            let z = (0..<w).map { _ in Float(rng.nextNormal()) }
+            for j in 0..<w { a[i * w + j] = 0.5 + z[j] + (j > 0 ? 0.7 * z[j - 1] : 0) }
+        }
+        func frame(_ f: [Float], pred: [Int64], y: [Int64]?) -> Frame {
+            var fr = Frame(metadata: ["kind": "classified"])
+            fr["features"] = Tensor(f, shape: [n, w])
+            fr["logits"] = Tensor(Array(f.prefix(n * k)), shape: [n, k])
+            fr["pred"] = Tensor(pred, shape: [n])
+            if let y { fr["y"] = Tensor(y, shape: [n]) }
+            return fr
+        }
+        let y = (0..<n).map { Int64($0 % k) }
+        let pred = y.enumerated().map { $0.offset < 400 ? $0.element : ($0.element + 1) % Int64(k) }  // 80 % right
+        let d: [Float] = [1, -2, 0.5, 0, 3, 1]
+        let shifted = a.enumerated().map { $0.element + d[$0.offset % w] }
+        let doubled = a.map { 2 * $0 }
+        try Frame.save([frame(a, pred: pred, y: y)], path: dir.appendingPathComponent("ref.st").path)
+        try Frame.save([frame(a, pred: pred, y: nil)], path: dir.appendingPathComponent("same.st").path)
+        try Frame.save([frame(shifted, pred: pred, y: y)], path: dir.appendingPathComponent("shift.st").path)
+        try Frame.save([frame(doubled, pred: y, y: y)], path: dir.appendingPathComponent("double.st").path)
+        let r = try runProgram("python3", [examplesDirectory.appendingPathComponent("evaluate.py").path,
+                                           "--reference", "ref.st", "same=same.st", "shift=shift.st", "double=double.st"], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = String(decoding: r.stdout, as: UTF8.self)
+        XCTAssertTrue(text.contains("classifier accuracy = 0.8000"), text)
+        func row(_ name: String) -> [String] {
+            text.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }.first { $0.first == name } ?? []
+        }
+        // columns: name n as-labelled FD-features FD-logits
+        XCTAssertEqual(row("same")[2], "-")
+        XCTAssertEqual(Double(row("same")[3])!, 0, accuracy: 2e-3)
+        XCTAssertEqual(row("shift")[2], "0.800")
+        let d2 = d.reduce(0) { $0 + Double($1 * $1) }
+        XCTAssertEqual(Double(row("shift")[3])!, d2, accuracy: 2e-3)
+        // FD(a, 2a) = |mu|^2 + tr(S) + tr(4S) - 2 tr(2S) = |mu|^2 + tr(S), from the sample moments.
+        var mu = [Double](repeating: 0, count: w), tr = 0.0
+        for j in 0..<w { for i in 0..<n { mu[j] += Double(a[i * w + j]) }; mu[j] /= Double(n) }
+        for j in 0..<w { for i in 0..<n { let c = Double(a[i * w + j]) - mu[j]; tr += c * c }; }
+        tr /= Double(n - 1)
+        XCTAssertEqual(row("double")[2], "1.000")
+        XCTAssertEqual(Double(row("double")[3])!, mu.reduce(0) { $0 + $1 * $1 } + tr, accuracy: 2e-3)
+    }
+
+    /// classify: pred is the argmax of the logits, features are the last hidden layer, and the
+    /// accuracy line counts the hits; reshape round-trips and refuses a size mismatch.
+    func testClassifyAndReshape() throws {
+        let dir = temporaryDirectory()
+        // Two well-separated labelled blobs in 2-D, a short classifier run.
+        var rng = RandomStream(seed: 5, purpose: .toy, index: 1)
+        let n = 512
+        var x = [Float](), y = [Int64]()
+        for i in 0..<n { let c = i % 2; y.append(Int64(c)); x += [Float(c == 0 ? -1 : 1) + 0.1 * Float(rng.nextNormal()), 0.1 * Float(rng.nextNormal())] }
+        var f = Frame(metadata: ["kind": "batch"])
+        f["x"] = Tensor(x, shape: [n, 2])
+        f["y"] = Tensor(y, shape: [n])
+        let data = dir.appendingPathComponent("d.st").path
+        try Frame.save([f], path: data)
+        let clf = dir.appendingPathComponent("clf.st").path
+        let t = try runTool("train", ["--data", data, "--classifier", "--steps", "150", "--batch", "64", "--width", "32", "--quiet", "-o", clf])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        let r = try runTool("classify", ["--classifier", clf], stdinFile: data)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = try decode(r.stdout)
+        XCTAssertEqual(out.count, 1)
+        let logits = try out[0].require("logits"), pred = try out[0].require("pred").integers()
+        let feats = try out[0].require("features")
+        XCTAssertEqual(logits.shape, [n, 2]); XCTAssertEqual(feats.shape, [n, 32])
+        let l = logits.floats
+        for i in 0..<n { XCTAssertEqual(pred[i], l[2 * i + 1] > l[2 * i] ? 1 : 0) }
+        let hits = zip(pred, y).filter { $0 == $1 }.count
+        XCTAssertGreaterThan(hits, n * 95 / 100, "separated blobs at t = 0")
+        XCTAssertTrue(r.stderr.contains("accuracy \(String(format: "%.4f", Double(hits) / Double(n))) (\(hits) of \(n))"), r.stderr)
+        // Features really are the penultimate layer: the logits are an affine map of them.
+        let loaded = try ModelFile.load(path: clf)
+        let net = loaded.network as! NoiseAwareClassifier
+        let direct = net.logitsAndFeatures(Array(x.prefix(8)), t: [Int](repeating: 0, count: 4))
+        // (same weights, another batch size: equal up to float rounding of the GEMM paths)
+        for (u, v) in zip(direct.features, feats.floats.prefix(4 * 32)) { XCTAssertEqual(u, v, accuracy: 1e-5) }
+        for (u, v) in zip(direct.logits, l.prefix(8)) { XCTAssertEqual(u, v, accuracy: 1e-5) }
+        // A non-classifier file is refused in one line.
+        let bad = try runTool("classify", ["--classifier", data], stdinFile: data)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.hasPrefix("classify: "), bad.stderr)
+
+        // reshape: [N,2] -> [N,1,1,2] -> [N,2] is the identity on the bytes; 3 elements refused.
+        let there = try runTool("tensor", ["reshape", "--shape", "1,1,2"], stdinFile: data)
+        XCTAssertEqual(try decode(there.stdout)[0].require("x").shape, [n, 1, 1, 2])
+        let back = try runTool("tensor", ["reshape", "--shape", "2"], stdin: there.stdout)
+        XCTAssertEqual(try decode(back.stdout)[0].require("x").floats, x)
+        XCTAssertEqual(try decode(back.stdout)[0].require("y").integers(), y)
+        let wrong = try runTool("tensor", ["reshape", "--shape", "3"], stdinFile: data)
+        XCTAssertNotEqual(wrong.status, 0)
+        XCTAssertTrue(wrong.stderr.contains("frame 1: 'x' has samples of shape [2]"), wrong.stderr)
+    }
+}
