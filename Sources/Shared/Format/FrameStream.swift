@@ -120,17 +120,7 @@ public final class FrameReader {
     }
 
     /// Reads until the buffer is full or end of file; returns the bytes read.
-    private func readFully(_ buf: UnsafeMutableRawBufferPointer) throws -> Int {
-        var done = 0
-        while done < buf.count {
-            let r = read(fd, buf.baseAddress! + done, buf.count - done)
-            if r > 0 { done += r; continue }
-            if r == 0 { break }
-            if errno == EINTR { continue }
-            throw DDPMError("read error: \(String(cString: strerror(errno)))")
-        }
-        return done
-    }
+    private func readFully(_ buf: UnsafeMutableRawBufferPointer) throws -> Int { try FileDescriptor.readFully(fd, buf) }
 }
 
 /// Writes frames to a file descriptor (stdout by default).
@@ -163,15 +153,7 @@ public final class FrameWriter {
         }
     }
 
-    private func writeFully(_ buf: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < buf.count {
-            let r = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-            if r > 0 { done += r; continue }
-            if r < 0 && errno == EINTR { continue }
-            throw DDPMError("write error: \(String(cString: strerror(errno)))")
-        }
-    }
+    private func writeFully(_ buf: UnsafeRawBufferPointer) throws { try FileDescriptor.writeFully(fd, buf) }
 }
 
 public enum Pipes {

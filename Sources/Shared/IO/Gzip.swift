@@ -134,13 +134,7 @@ public final class AtomicFile {
     }
 
     public func append(_ raw: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < raw.count {
-            let r = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
-            if r > 0 { done += r; continue }
-            if r < 0 && errno == EINTR { continue }
-            throw DDPMError("write error on \(path): \(String(cString: strerror(errno)))")
-        }
+        do { try FileDescriptor.writeFully(fd, raw) } catch let e as DDPMError { throw DDPMError("\(e.message) on \(path)") }
     }
 
     /// Overwrites bytes at `offset` (e.g. a header reserved at the start).

@@ -74,16 +74,9 @@ public final class RawReader {
     /// The next batch ([b] + sampleShape, b <= batch), nil at the end. A trailing partial sample is an error.
     public func next() throws -> Tensor? {
         var buf = [UInt8](repeating: 0, count: sampleBytes * batch)
-        var done = 0
-        try buf.withUnsafeMutableBytes { raw in
-            while done < raw.count {
-                let r = read(fd, raw.baseAddress! + done, raw.count - done)
-                if r > 0 { done += r; continue }
-                if r == 0 { break }
-                if errno == EINTR { continue }
-                throw DDPMError("\(name): read error: \(String(cString: strerror(errno)))")
-            }
-        }
+        let done: Int
+        do { done = try buf.withUnsafeMutableBytes { try FileDescriptor.readFully(fd, $0) } }
+        catch let e as DDPMError { throw DDPMError("\(name): \(e.message)") }
         if done == 0 { return nil }
         guard done % sampleBytes == 0 else {
             throw DDPMError("\(name): trailing partial sample: \(done % sampleBytes) of \(sampleBytes) bytes after sample \(samplesRead + done / sampleBytes) (shape \(sampleShape), \(dtype.rawValue))")

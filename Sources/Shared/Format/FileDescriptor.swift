@@ -1,0 +1,30 @@
+// Whole-buffer reads and writes on a file descriptor, retrying short transfers and EINTR.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum FileDescriptor {
+    /// Reads until `buf` is full or end of file; returns the bytes read.
+    public static func readFully(_ fd: Int32, _ buf: UnsafeMutableRawBufferPointer) throws -> Int {
+        var done = 0
+        while done < buf.count {
+            let r = read(fd, buf.baseAddress! + done, buf.count - done)
+            if r > 0 { done += r; continue }
+            if r == 0 { break }
+            if errno == EINTR { continue }
+            throw DDPMError("read error: \(String(cString: strerror(errno)))")
+        }
+        return done
+    }
+
+    /// Writes all of `buf`.
+    public static func writeFully(_ fd: Int32, _ buf: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < buf.count {
+            let r = write(fd, buf.baseAddress! + done, buf.count - done)
+            if r > 0 { done += r; continue }
+            if r < 0 && errno == EINTR { continue }
+            throw DDPMError("write error: \(String(cString: strerror(errno)))")
+        }
+    }
+}
