@@ -5,9 +5,6 @@ import Foundation
 import XCTest
 @testable import Shared
 
-/// The repository root (this file is Tests/SharedTests/ExamplesTests.swift).
-private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent()
 private let examplesDirectory = repositoryRoot.appendingPathComponent("examples")
 
 /// Runs an executable found on PATH (make, python3) in `directory`.

@@ -5,9 +5,6 @@ import Foundation
 @testable import Shared
 
 final class NoisePythonTests: XCTestCase {
-    /// The repository root (this file is Tests/SharedTests/NoisePythonTests.swift).
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
     func requirePython(_ modules: String) throws {
         guard let r = try? shell("python3 -c 'import \(modules)'"), r.status == 0 else {
             throw XCTSkip("python3 with \(modules) is not available")
@@ -16,13 +13,7 @@ final class NoisePythonTests: XCTestCase {
 
     /// The ```python block that follows `<!-- python-stream-reader -->` in docs/FORMAT.md.
     func documentedReader() throws -> String {
-        let doc = try String(contentsOf: root.appendingPathComponent("docs/FORMAT.md"), encoding: .utf8)
-        guard let marker = doc.range(of: "<!-- python-stream-reader -->"),
-              let open = doc.range(of: "```python\n", range: marker.upperBound..<doc.endIndex),
-              let close = doc.range(of: "```", range: open.upperBound..<doc.endIndex) else {
-            XCTFail("no python reader block in docs/FORMAT.md"); return ""
-        }
-        return String(doc[open.upperBound..<close.lowerBound])
+        try documentedBlock("docs/FORMAT.md", after: "<!-- python-stream-reader -->", language: "python")
     }
 
     /// A stream with every dtype, an empty tensor, a scalar, metadata, several frames.

@@ -4,17 +4,9 @@ import XCTest
 @testable import Shared
 
 final class ReadmeTests: XCTestCase {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
     /// The ```sh block after `<!-- tested-pipelines -->` in README.md.
     func pipelineBlock() throws -> String {
-        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
-        guard let marker = readme.range(of: "<!-- tested-pipelines -->"),
-              let open = readme.range(of: "```sh\n", range: marker.upperBound..<readme.endIndex),
-              let close = readme.range(of: "```", range: open.upperBound..<readme.endIndex) else {
-            XCTFail("README.md has no tested pipeline block"); return ""
-        }
-        return String(readme[open.upperBound..<close.lowerBound])
+        try documentedBlock("README.md", after: "<!-- tested-pipelines -->", language: "sh")
     }
 
     func testPipelinesRunAsWritten() throws {

@@ -165,15 +165,9 @@ final class SamplingToolTests: XCTestCase {
         // The Python block after `<!-- python-predictor -->` in docs/FORMAT.md, run as a predictor; skipped without python3 + numpy.
         guard try runTool("guide", ["--version"]).status == 0,
               (try? runPython(["-c", "import numpy"])) == 0 else { throw XCTSkip("python3 with numpy not available") }
-        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("docs/FORMAT.md")
-        let text = try String(contentsOf: docs, encoding: .utf8)
-        guard let marker = text.range(of: "<!-- python-predictor -->"),
-              let start = text.range(of: "```python\n", range: marker.upperBound..<text.endIndex), let end = text.range(of: "\n```", range: start.upperBound..<text.endIndex) else {
-            return XCTFail("no python predictor block in docs/FORMAT.md")
-        }
         let script = temporaryDirectory().appendingPathComponent("predictor.py")
-        try String(text[start.upperBound..<end.lowerBound]).write(to: script, atomically: true, encoding: .utf8)
+        try documentedBlock("docs/FORMAT.md", after: "<!-- python-predictor -->", language: "python")
+            .write(to: script, atomically: true, encoding: .utf8)
         let common = ["--shape", "2", "-n", "5", "--steps", "20", "--sampler", "ddim", "--eta", "1"]
         let py = try xs(try denoise(common + ["--predictor", "python3 '\(script.path)'"]))
         let native = try xs(try denoise(common + ["--analytic", gauss]))
