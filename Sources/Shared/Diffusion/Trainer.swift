@@ -266,8 +266,7 @@ public final class Trainer {
         guard norm.isFinite else {
             throw DDPMError("gradient norm is \(norm) at step \(k + 1); training stopped (weights of step \(k) kept)")
         }
-        optimizer.update()
-        ema.update(network.parameters)
+        optimizer.update(ema: ema)   // AdamW, then the EMA of the new weights, in one pass
         return value
     }
 }

@@ -5,6 +5,13 @@ import Foundation
 /// Class conditioning (classes > 0): a learned table E with classes+1 rows (row `classes`
 /// is the null class) of width `width`, added to the first hidden layer's pre-activation.
 /// learnSigma doubles the output: [eps (D) | v (D)].
+///
+/// Execution: the batch is cut into a fixed number of contiguous row blocks ("lanes", a function
+/// of the batch size only, see `laneCount`). Each lane runs the whole network on its rows with
+/// single-threaded GEMMs, the lanes run concurrently, so one step needs just one parallel
+/// region for the forward and one for the backward. In the backward each lane writes its own
+/// partial weight gradients; they are added in lane order afterwards, so the gradients are
+/// bit-identical run to run and whatever the thread count.
 public final class MLP: Network {
     public let dim: Int
     public let width: Int
@@ -16,12 +23,35 @@ public final class MLP: Network {
     public let parameters: [Parameter]
 
     let hidden: [Linear]
-    let acts: [SiLU]
     let outLayer: Linear
     let classEmbedding: ClassEmbedding?
     let input = Buffer()
     let sinusoids: SinusoidTable
     var batch = 0
+    /// Labels of the last forward (the null class for y = nil); empty without class conditioning.
+    var labels: [Int] = []
+    var lanes: [Lane] = []
+    var lanesUsed = 0
+
+    /// Workspace of one lane (its rows' activations and its partial gradients).
+    final class Lane {
+        var z: [Buffer] = []      // pre-activations of the hidden layers [rows, width]
+        var h: [Buffer] = []      // their SiLU [rows, width]
+        let dA = Buffer(), dB = Buffer()   // backward: dL/dh and dL/dz [rows, width]
+        var gW: [Buffer] = []     // partial dL/dW per layer (hidden..., out)
+        var gB: [Buffer] = []     // partial dL/db per layer
+        let gTable = Buffer()     // partial dL/dE (class table)
+        init(depth: Int) {
+            z = (0..<depth).map { _ in Buffer() }
+            h = (0..<depth).map { _ in Buffer() }
+            gW = (0...depth).map { _ in Buffer() }
+            gB = (0...depth).map { _ in Buffer() }
+        }
+    }
+
+    /// Rows a lane pushes through all layers at a time in the forward (the activations of
+    /// such a block stay in the core's cache); per-row results do not depend on it.
+    let blockRows = 256
 
     public init(dim: Int, width: Int = 128, depth: Int = 3, sinusoidDim: Int = 32,
                 classes: Int = 0, learnSigma: Bool = false, seed: UInt64 = 0) {
@@ -40,7 +70,6 @@ public final class MLP: Network {
             layers.append(Linear("layers.\(i)", i == 0 ? dim + sinusoidDim : width, width, f))
         }
         hidden = layers
-        acts = (0..<depth).map { _ in SiLU() }
         outLayer = Linear("out", width, learnSigma ? 2 * dim : dim, f)
         classEmbedding = classes > 0 ? ClassEmbedding("class_embedding", classes: classes, dim: width, f) : nil
         parameters = f.all
@@ -54,43 +83,164 @@ public final class MLP: Network {
     public var inputShape: [Int] { [dim] }
     public var outputShape: [Int] { [learnSigma ? 2 * dim : dim] }
 
+    /// Number of lanes for a batch of n: about 128 rows each, at least 2 from 64 rows on (so
+    /// both cores work), at most 8. A function of n only: the gradient sums do not depend on
+    /// the thread count.
+    static func laneCount(_ n: Int) -> Int { n < 64 ? 1 : min(8, max(2, n / 128)) }
+
+    /// All layers' (hidden..., out) weights and biases: pointers taken once per call, outside the
+    /// parallel region.
+    var layerList: [Linear] { hidden + [outLayer] }
+
     public func forward(_ x: [Float], t: [Int], y: [Int]?, training: Bool) -> [Float] {
         let n = t.count
         precondition(x.count == n * dim, "MLP: \(x.count) values for \(n) samples of dimension \(dim)")
         ClassEmbedding.check(y, classes: classes, batch: n)
         batch = n
+        if classEmbedding != nil { labels = y ?? [Int](repeating: classes, count: n) }
         BLAS.setThreads(1)
+        // The input rows [x | sinusoid(t)] (serially: the sinusoid table fills itself lazily).
         let inW = dim + sinusoidDim
         let a = input.ensure(n * inW)
         x.withUnsafeBufferPointer { xs in
             for r in 0..<n { (a + r * inW).update(from: xs.baseAddress! + r * dim, count: dim) }
         }
         sinusoids.fill(t, into: a + dim, rowStride: inW)
-        var h = UnsafePointer(a)
-        for i in 0..<depth {
-            let z = hidden[i].forward(h, rows: n)
-            if i == 0, let ce = classEmbedding { ce.addForward(y, batch: n, into: z) }
-            h = UnsafePointer(acts[i].forward(z, count: n * width))
+        let k = MLP.laneCount(n)
+        while lanes.count < k { lanes.append(Lane(depth: depth)) }
+        lanesUsed = k
+        let layers = layerList
+        let W = layers.map { UnsafePointer($0.weight.w) }, B = layers.map { UnsafePointer($0.bias.w) }
+        let table = classEmbedding.map { UnsafePointer($0.table.w) }
+        let outF = outLayer.outFeatures
+        return [Float](unsafeUninitializedCapacity: n * outF) { buf, count in
+            let o = buf.baseAddress!
+            labels.withUnsafeBufferPointer { lab in
+                parallelFor(k) { l in
+                    forwardLane(lanes[l], chunkRange(l, of: k, n: n), W, B, table, lab.baseAddress, o)
+                }
+            }
+            count = n * outF
         }
-        let o = outLayer.forward(h, rows: n)
-        return Array(UnsafeBufferPointer(start: o, count: n * outLayer.outFeatures))
+    }
+
+    /// Lane forward on `rows`, in blocks of `blockRows`: for each hidden layer i
+    ///   z_i = h_{i-1} W_i^T + b_i (+ E[y] for i = 0),  h_i = SiLU(z_i),  h_{-1} = [x | sinusoid(t)],
+    /// then out = h_{depth-1} W_out^T + b_out into `out`.
+    /// The bias is added after the GEMM: fl(acc + b), the same value as a GEMM accumulating onto b.
+    func forwardLane(_ L: Lane, _ rows: Range<Int>, _ W: [UnsafePointer<Float>], _ B: [UnsafePointer<Float>],
+                     _ table: UnsafePointer<Float>?, _ labels: UnsafePointer<Int>?, _ out: UnsafeMutablePointer<Float>) {
+        let m = rows.count, w = width, inW = dim + sinusoidDim, outF = outLayer.outFeatures
+        if m == 0 { return }
+        for i in 0..<depth { L.z[i].ensure(m * w); L.h[i].ensure(m * w) }
+        var b0 = 0
+        while b0 < m {
+            let bm = min(blockRows, m - b0)
+            var a = UnsafePointer(input.ptr + (rows.lowerBound + b0) * inW), lda = inW
+            for i in 0..<depth {
+                let z = L.z[i].ptr + b0 * w, h = L.h[i].ptr + b0 * w
+                BLAS.gemm(false, true, bm, w, lda, 1, a, lda, W[i], lda, 0, z, w)
+                for r in 0..<bm {
+                    let zr = z + r * w
+                    addRow(B[i], into: zr, w)
+                    if i == 0, let table, let labels { addRow(table + labels[rows.lowerBound + b0 + r] * w, into: zr, w) }
+                }
+                siluAffine(z, h, bm * w, 1, 0)
+                a = UnsafePointer(h)
+                lda = w
+            }
+            let o = out + (rows.lowerBound + b0) * outF
+            BLAS.gemm(false, true, bm, outF, w, 1, a, w, W[depth], w, 0, o, outF)
+            for r in 0..<bm { addRow(B[depth], into: o + r * outF, outF) }
+            b0 += bm
+        }
     }
 
     public func backward(_ gradOutput: [Float]) -> [Float] {
-        let n = batch
+        let n = batch, k = lanesUsed
         precondition(gradOutput.count == n * outLayer.outFeatures, "MLP backward: gradient size mismatch")
         BLAS.setThreads(1)
-        var d = gradOutput.withUnsafeBufferPointer { outLayer.backward($0.baseAddress!)! }
-        for i in stride(from: depth - 1, through: 0, by: -1) {
-            let dz = acts[i].backward(d)
-            if i == 0, let ce = classEmbedding { ce.backward(dz) }
-            // the first layer's input is [x | sinusoid(t)]: only the x columns need a gradient
-            d = hidden[i].backward(dz, inputColumns: i == 0 ? dim : nil)!
+        let layers = layerList
+        let W = layers.map { UnsafePointer($0.weight.w) }
+        let dx = [Float](unsafeUninitializedCapacity: n * dim) { buf, count in
+            let dxp = buf.baseAddress!
+            gradOutput.withUnsafeBufferPointer { dy in
+            labels.withUnsafeBufferPointer { lab in
+                parallelFor(k) { l in
+                    backwardLane(lanes[l], chunkRange(l, of: k, n: n), W, dy.baseAddress!, lab.baseAddress, dxp)
+                }
+            }}
+            count = n * dim
         }
-        // d is [n, dim + sinusoidDim]; the x part is the first dim columns.
-        let inW = dim + sinusoidDim
-        var dx = [Float](repeating: 0, count: n * dim)
-        for r in 0..<n { for j in 0..<dim { dx[r * dim + j] = d[r * inW + j] } }
+        // grad += partial_0 + partial_1 + ... (lane order), split over two element ranges.
+        var targets: [(UnsafeMutablePointer<Float>, [UnsafePointer<Float>], Int)] = []
+        for (j, layer) in layers.enumerated() {
+            targets.append((layer.weight.g, lanes[..<k].map { UnsafePointer($0.gW[j].ptr) }, layer.weight.count))
+            targets.append((layer.bias.g, lanes[..<k].map { UnsafePointer($0.gB[j].ptr) }, layer.bias.count))
+        }
+        if let ce = classEmbedding {
+            targets.append((ce.table.g, lanes[..<k].map { UnsafePointer($0.gTable.ptr) }, ce.table.count))
+        }
+        parallelFor(2) { half in
+            for (g, parts, count) in targets {
+                for i in chunkRange(half, of: 2, n: count) {
+                    var s = parts[0][i]
+                    for l in 1..<parts.count { s += parts[l][i] }
+                    g[i] += s
+                }
+            }
+        }
         return dx
     }
+
+    /// Lane backward on `rows` (dy: the whole batch's dL/d out). With d = dL/dh_i:
+    ///   dz_i = d * SiLU'(z_i);  dW_i = dz_i^T h_{i-1};  db_i = sum_rows dz_i;  dE[y] += dz_0;
+    ///   dL/dh_{i-1} = dz_i W_i  (for i = 0 only the x columns of W_0: dL/dx).
+    func backwardLane(_ L: Lane, _ rows: Range<Int>, _ W: [UnsafePointer<Float>], _ dy: UnsafePointer<Float>,
+                      _ labels: UnsafePointer<Int>?, _ dx: UnsafeMutablePointer<Float>) {
+        let m = rows.count, w = width, inW = dim + sinusoidDim, outF = outLayer.outFeatures
+        // Partial gradients start at zero (an empty lane contributes zeros).
+        for i in 0...depth {
+            let inF = i == 0 ? inW : w, o = i == depth ? outF : w
+            L.gW[i].ensure(o * inF)
+            L.gB[i].zeroed(o)
+        }
+        if let ce = classEmbedding { L.gTable.zeroed(ce.table.count) }
+        if m == 0 {
+            for i in 0...depth { L.gW[i].zeroed(i == depth ? outF * w : w * (i == 0 ? inW : w)) }
+            return
+        }
+        let dyl = dy + rows.lowerBound * outF
+        let d = L.dA.ensure(m * w), dz = L.dB.ensure(m * w)
+        BLAS.gemm(true, false, outF, w, m, 1, dyl, outF, L.h[depth - 1].ptr, w, 0, L.gW[depth].ptr, w)
+        sumRows(dyl, m, outF, into: L.gB[depth].ptr)
+        BLAS.gemm(false, false, m, w, outF, 1, dyl, outF, W[depth], w, 0, d, w)
+        for i in stride(from: depth - 1, through: 0, by: -1) {
+            siluGradAffine(L.z[i].ptr, d, dz, m * w, 1, 0)
+            if i == 0, classEmbedding != nil, let labels {
+                let g = L.gTable.ptr
+                for r in 0..<m { addRow(dz + r * w, into: g + labels[rows.lowerBound + r] * w, w) }
+            }
+            let a = i == 0 ? UnsafePointer(input.ptr + rows.lowerBound * inW) : UnsafePointer(L.h[i - 1].ptr)
+            let inF = i == 0 ? inW : w
+            BLAS.gemm(true, false, w, inF, m, 1, dz, w, a, inF, 0, L.gW[i].ptr, inF)
+            sumRows(dz, m, w, into: L.gB[i].ptr)
+            if i > 0 {
+                BLAS.gemm(false, false, m, w, w, 1, dz, w, W[i], w, 0, d, w)
+            } else {
+                // the first layer's input is [x | sinusoid(t)]: only the x columns need a gradient
+                BLAS.gemm(false, false, m, dim, w, 1, dz, w, W[0], inW, 0, dx + rows.lowerBound * dim, dim)
+            }
+        }
+    }
+}
+
+/// dst[j] += src[j] for j < n.
+@inline(__always) private func addRow(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    for j in 0..<n { dst[j] += src[j] }
+}
+
+/// s[j] += sum over the m rows of x[r, j] (row order fixed), x row-major [m, n].
+@inline(__always) private func sumRows(_ x: UnsafePointer<Float>, _ m: Int, _ n: Int, into s: UnsafeMutablePointer<Float>) {
+    for r in 0..<m { addRow(x + r * n, into: s, n) }
 }

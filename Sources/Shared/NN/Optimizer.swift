@@ -94,53 +94,82 @@ public final class AdamW {
     /// One AdamW update with the current gradients:
     ///   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
     ///   p -= lr_k * ( (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps) + lambda p ),  k = step + 1.
-    public func update() {
+    /// With `ema`, the EMA update of the new weights (EMA.update) is done in the same pass.
+    /// Elementwise, so it is split over the threads by element ranges without changing any result.
+    public func update(ema: EMA? = nil) {
         let k = step + 1
         let lr = learningRate(at: step)
-        let b1 = Float(config.beta1), b2 = Float(config.beta2)
-        let c1 = Float(1 / (1 - pow(config.beta1, Double(k))))
-        let c2 = Float(1 / (1 - pow(config.beta2, Double(k))))
-        let eps = Float(config.eps)
-        let lrF = Float(lr)
-        let decay = Float(lr * config.weightDecay)
+        let c = AdamWConstants(b1: Float(config.beta1), b2: Float(config.beta2),
+                               c1: Float(1 / (1 - pow(config.beta1, Double(k)))),
+                               c2: Float(1 / (1 - pow(config.beta2, Double(k)))),
+                               eps: Float(config.eps), lr: Float(lr), decay: Float(lr * config.weightDecay))
+        precondition(ema == nil || ema!.shadow.count == parameters.count, "AdamW.update: the EMA tracks other parameters")
+        let d = ema.map { $0.beginUpdate() }
+        // Pointers taken serially (the mutable accesses make the arrays' storage unique first).
+        var tensors: [(w: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+                       v: UnsafeMutablePointer<Float>, s: UnsafeMutablePointer<Float>?, n: Int)] = []
         for (j, p) in parameters.enumerated() {
-            p.value.withUnsafeMutableBufferPointer { wb in
-            p.grad.withUnsafeBufferPointer { gb in
-            m[j].withUnsafeMutableBufferPointer { mb in
-            v[j].withUnsafeMutableBufferPointer { vb in
-                let w = wb.baseAddress!, g = gb.baseAddress!, mm = mb.baseAddress!, vv = vb.baseAddress!
-                let n = wb.count
-                var i = 0
-                // 8 lanes at a time: the same operations in the same order as the scalar tail below,
-                // so every element gets the identical IEEE result either way.
-                typealias V = SIMD8<Float>
-                let b1v = V(repeating: b1), b2v = V(repeating: b2), ob1 = V(repeating: 1 - b1), ob2 = V(repeating: 1 - b2)
-                let c1v = V(repeating: c1), c2v = V(repeating: c2), epsv = V(repeating: eps)
-                let lrv = V(repeating: lrF), decv = V(repeating: decay)
-                while i + 8 <= n {
-                    let gi = UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
-                    let mi = b1v * UnsafeRawPointer(mm + i).loadUnaligned(as: V.self) + ob1 * gi
-                    let vi = b2v * UnsafeRawPointer(vv + i).loadUnaligned(as: V.self) + ob2 * gi * gi
-                    let wi = UnsafeRawPointer(w + i).loadUnaligned(as: V.self)
-                    let upd = lrv * ((mi * c1v) / ((vi * c2v).squareRoot() + epsv)) + decv * wi
-                    UnsafeMutableRawPointer(mm + i).storeBytes(of: mi, as: V.self)
-                    UnsafeMutableRawPointer(vv + i).storeBytes(of: vi, as: V.self)
-                    UnsafeMutableRawPointer(w + i).storeBytes(of: wi - upd, as: V.self)
-                    i += 8
-                }
-                while i < n {
-                    defer { i += 1 }
-                    let gi = g[i]
-                    let mi = b1 * mm[i] + (1 - b1) * gi
-                    let vi = b2 * vv[i] + (1 - b2) * gi * gi
-                    mm[i] = mi
-                    vv[i] = vi
-                    w[i] = w[i] - (lrF * ((mi * c1) / ((vi * c2).squareRoot() + eps)) + decay * w[i])
-                }
-            }}}}
+            let w = p.value.withUnsafeMutableBufferPointer { $0.baseAddress! }
+            let g = UnsafePointer(p.grad.withUnsafeMutableBufferPointer { $0.baseAddress! })
+            let mm = m[j].withUnsafeMutableBufferPointer { $0.baseAddress! }
+            let vv = v[j].withUnsafeMutableBufferPointer { $0.baseAddress! }
+            let s = ema.map { e in e.shadow[j].withUnsafeMutableBufferPointer { $0.baseAddress! } }
+            tensors.append((w, g, mm, vv, s, p.count))
+        }
+        let total = tensors.reduce(0) { $0 + $1.n }
+        let pieces = total >= 16_384 ? BLAS.maxThreads : 1
+        parallelFor(pieces) { piece in
+            for t in tensors {
+                let r = chunkRange(piece, of: pieces, n: t.n)
+                adamWRange(t.w, t.g, t.m, t.v, r, c)
+                if let s = t.s, let d { emaRange(s, UnsafePointer(t.w), r, d) }
+            }
         }
         step += 1
     }
+}
+
+struct AdamWConstants {
+    let b1, b2, c1, c2, eps, lr, decay: Float
+}
+
+/// The AdamW formulas of `AdamW.update` on elements `r` of one tensor.
+@inline(__always) func adamWRange(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ mm: UnsafeMutablePointer<Float>,
+                                  _ vv: UnsafeMutablePointer<Float>, _ r: Range<Int>, _ c: AdamWConstants) {
+    let b1 = c.b1, b2 = c.b2, c1 = c.c1, c2 = c.c2, eps = c.eps, lrF = c.lr, decay = c.decay
+    var i = r.lowerBound
+    let n = r.upperBound
+    // 8 lanes at a time: the same operations in the same order as the scalar tail below,
+    // so every element gets the identical IEEE result either way.
+    typealias V = SIMD8<Float>
+    let b1v = V(repeating: b1), b2v = V(repeating: b2), ob1 = V(repeating: 1 - b1), ob2 = V(repeating: 1 - b2)
+    let c1v = V(repeating: c1), c2v = V(repeating: c2), epsv = V(repeating: eps)
+    let lrv = V(repeating: lrF), decv = V(repeating: decay)
+    while i + 8 <= n {
+        let gi = UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
+        let mi = b1v * UnsafeRawPointer(mm + i).loadUnaligned(as: V.self) + ob1 * gi
+        let vi = b2v * UnsafeRawPointer(vv + i).loadUnaligned(as: V.self) + ob2 * gi * gi
+        let wi = UnsafeRawPointer(w + i).loadUnaligned(as: V.self)
+        let upd = lrv * ((mi * c1v) / ((vi * c2v).squareRoot() + epsv)) + decv * wi
+        UnsafeMutableRawPointer(mm + i).storeBytes(of: mi, as: V.self)
+        UnsafeMutableRawPointer(vv + i).storeBytes(of: vi, as: V.self)
+        UnsafeMutableRawPointer(w + i).storeBytes(of: wi - upd, as: V.self)
+        i += 8
+    }
+    while i < n {
+        defer { i += 1 }
+        let gi = g[i]
+        let mi = b1 * mm[i] + (1 - b1) * gi
+        let vi = b2 * vv[i] + (1 - b2) * gi * gi
+        mm[i] = mi
+        vv[i] = vi
+        w[i] = w[i] - (lrF * ((mi * c1) / ((vi * c2).squareRoot() + eps)) + decay * w[i])
+    }
+}
+
+/// ema = d ema + (1 - d) p on elements `r` (EMA.update).
+@inline(__always) func emaRange(_ s: UnsafeMutablePointer<Float>, _ w: UnsafePointer<Float>, _ r: Range<Int>, _ d: Float) {
+    for i in r { s[i] = d * s[i] + (1 - d) * w[i] }
 }
 
 /// Exponential moving average of the weights (Ho et al. 2020 sample with an EMA of decay 0.9999).
@@ -170,13 +199,19 @@ public final class EMA {
 
     /// ema = d ema + (1 - d) p.
     public func update(_ parameters: [Parameter]) {
-        let d = Float(effectiveDecay(at: updates))
+        let d = beginUpdate()
         for (j, p) in parameters.enumerated() {
             p.value.withUnsafeBufferPointer { w in
             shadow[j].withUnsafeMutableBufferPointer { s in
-                for i in 0..<s.count { s[i] = d * s[i] + (1 - d) * w[i] }
+                emaRange(s.baseAddress!, w.baseAddress!, 0..<s.count, d)
             }}
         }
+    }
+
+    /// The decay d of this update, counting it as done (for `AdamW.update(ema:)`, which applies it).
+    func beginUpdate() -> Float {
+        let d = Float(effectiveDecay(at: updates))
         updates += 1
+        return d
     }
 }
