@@ -188,11 +188,17 @@ final class ModelToolTests: XCTestCase {
         let pairFrames = try run("guide", ["--model", cond, "--pair"], stdin: try encode([labelled]))
         let filtered = try decode(try run("guide", ["--scale", "3"], stdin: pairFrames)).first?["eps"]?.floats
         let served = try decode(try run("guide", ["--model", cond, "--scale", "3"], stdin: try encode([labelled]))).first?["eps"]?.floats
-        XCTAssertLessThan(maxDifference(try XCTUnwrap(filtered), try XCTUnwrap(served)), 1e-6)
+        // Both mix eps_cond and eps_uncond that agree to float32 rounding across the two paths (checked
+        // below); u + W (c - u) turns an input difference d into at most (|1 - W| + W) d = 5 d at W = 3.
+        let servedScale = max(1, try XCTUnwrap(served).map { Double(abs($0)) }.max()!)
+        XCTAssertLessThan(maxDifference(try XCTUnwrap(filtered), try XCTUnwrap(served)), 6e-6 * servedScale)
         let pairAnswer = try XCTUnwrap(decode(pairFrames).first)
         let condEps = try m.predict(x: xs, t: ts, y: Array(repeating: 0, count: n)).eps
-        XCTAssertLessThan(maxDifference(try pairAnswer.require("eps_cond").floats, condEps), 1e-6)
-        XCTAssertLessThan(maxDifference(try pairAnswer.require("eps_uncond").floats, base), 1e-6)
+        // The pair is one forward over 2n rows, the references forwards over n rows: equal up to float32
+        // rounding of a different GEMM row blocking (an ulp or so of the largest value).
+        let ulps = 1e-6 * max(1, condEps.map { Double(abs($0)) }.max()!, base.map { Double(abs($0)) }.max()!)
+        XCTAssertLessThan(maxDifference(try pairAnswer.require("eps_cond").floats, condEps), ulps)
+        XCTAssertLessThan(maxDifference(try pairAnswer.require("eps_uncond").floats, base), ulps)
 
         // ... and denoise --classifier in process gives the samples of the guide predictor.
         let clfIn = try samples(try run("denoise", ["--model", cond, "--classifier", clf, "--classifier-scale", "2", "--label", "0"] + fast))
