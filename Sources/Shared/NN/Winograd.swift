@@ -52,6 +52,11 @@ struct WinogradGeometry {
 }
 
 enum Winograd {
+    /// Samples transformed and multiplied together: enough for >= 256 tiles (GEMMs of
+    /// [cout, cin] x [cin, >= 256]) while V and M stay small enough for the caches
+    /// (a whole 16-sample chunk at 28x28 was slower: ~13 MB per buffer streamed from memory).
+    static func groupSize(_ geo: WinogradGeometry) -> Int { max(1, (256 + geo.tiles - 1) / geo.tiles) }
+
     /// Distance in floats between the ξ blocks of V or M ([rows, T] each).
     @inline(__always) static func blockStride(rows: Int, T: Int) -> Int { rows * T + 16 }
 
@@ -259,7 +264,7 @@ extension Conv2d {
         let P = h * w, inSize = cin * P, cin = self.cin, cout = self.cout
         let y = out.ensure(n * cout * P)
         let chunks = prepareChunks(n)
-        let maxT = (n + chunks - 1) / chunks * geo.tiles
+        let group = Winograd.groupSize(geo), maxT = group * geo.tiles
         ws.reserve(0, chunks: chunks, count: 16 * Winograd.blockStride(rows: cin, T: maxT))
         ws.reserve(1, chunks: chunks, count: 16 * Winograd.blockStride(rows: cout, T: maxT))
         ws.reserve(3, chunks: chunks, count: geo.padRows * geo.padCols)
@@ -268,7 +273,9 @@ extension Conv2d {
         let b = UnsafePointer(bias.w)
         parallelFor(chunks) { c in
             let V = self.ws.ptr(0, chunk: c), M = self.ws.ptr(1, chunk: c), plane = self.ws.ptr(3, chunk: c)
-            let samples = chunkRange(c, of: chunks, n: self.n)
+            let chunk = chunkRange(c, of: chunks, n: self.n)
+            for g in Swift.stride(from: chunk.lowerBound, to: chunk.upperBound, by: group) {
+            let samples = g..<min(g + group, chunk.upperBound)
             let T = samples.count * geo.tiles
             let sV = Winograd.blockStride(rows: cin, T: T), sM = Winograd.blockStride(rows: cout, T: T)
             ConvProfile.time(0) {
@@ -302,6 +309,7 @@ extension Conv2d {
                     }
                 }
             }
+            }
         }
         return y
     }
@@ -315,7 +323,7 @@ extension Conv2d {
         let P = h * w, inSize = cin * P, cin = self.cin, cout = self.cout
         let uCount = 16 * cout * cin
         let chunks = prepareChunks(n)
-        let maxT = (n + chunks - 1) / chunks * geo.tiles
+        let group = Winograd.groupSize(geo), maxT = group * geo.tiles
         ws.reserve(0, chunks: chunks, count: 16 * Winograd.blockStride(rows: cin, T: maxT))
         ws.reserve(1, chunks: chunks, count: 16 * Winograd.blockStride(rows: cout, T: maxT))
         ws.reserve(2, chunks: chunks, count: uCount + cout)
@@ -327,7 +335,9 @@ extension Conv2d {
             let V = self.ws.ptr(0, chunk: c), dM = self.ws.ptr(1, chunk: c)
             let part = self.ws.ptr(2, chunk: c), plane = self.ws.ptr(3, chunk: c)
             part.initialize(repeating: 0, count: uCount + cout)
-            let samples = chunkRange(c, of: chunks, n: self.n)
+            let chunk = chunkRange(c, of: chunks, n: self.n)
+            for g in Swift.stride(from: chunk.lowerBound, to: chunk.upperBound, by: group) {
+            let samples = g..<min(g + group, chunk.upperBound)
             let T = samples.count * geo.tiles
             let sV = Winograd.blockStride(rows: cin, T: T), sM = Winograd.blockStride(rows: cout, T: T)
             ConvProfile.time(0) {
@@ -361,6 +371,7 @@ extension Conv2d {
                                                        t0: (s - samples.lowerBound) * geo.tiles, pad: plane)
                     }
                 }
+            }
             }
         }
         // Sum the chunk partials in chunk order (into chunk 0's), then dg += G^T dU G.
