@@ -37,12 +37,15 @@ final class WinogradTests: XCTestCase {
     }
 
     /// max |a - b| <= tol * max |b|.
-    func assertClose(_ a: [Float], _ b: [Float], tol: Float, _ label: String) {
+    /// Returns max |a - b| / max |b|.
+    @discardableResult
+    func assertClose(_ a: [Float], _ b: [Float], tol: Float, _ label: String) -> Float {
         XCTAssertEqual(a.count, b.count, label)
         var scale: Float = 0, err: Float = 0
         for i in 0..<b.count { scale = max(scale, abs(b[i])); err = max(err, abs(a[i] - b[i])) }
         XCTAssert(scale > 0, "\(label): reference is all zero")
         XCTAssert(err <= tol * scale, "\(label): max error \(err) > \(tol) * \(scale)")
+        return err / scale
     }
 
     /// Winograd and im2col compute the same sums of cin * 9 products in a different
@@ -60,16 +63,18 @@ final class WinogradTests: XCTestCase {
             (4, 5, 3, 1, 1, true),       // a single pixel
             (6, 4, 6, 2, 3, false),
         ]
+        var worst: Float = 0
         for s in shapes {
             let label = "n\(s.n) cin\(s.cin) cout\(s.cout) \(s.h)x\(s.w)"
             let a = run(.winograd, n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.w, extras: s.extras)
             let b = run(.im2col, n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.w, extras: s.extras)
-            assertClose(a.y, b.y, tol: 2e-5, label + " y")
-            assertClose(a.dx, b.dx, tol: 2e-5, label + " dx")
-            assertClose(a.dW, b.dW, tol: 2e-5, label + " dW")
-            assertClose(a.db, b.db, tol: 2e-5, label + " db")
-            if s.extras { assertClose(a.sums, b.sums, tol: 2e-5, label + " channelSums") }
+            worst = max(worst, assertClose(a.y, b.y, tol: 2e-5, label + " y"))
+            worst = max(worst, assertClose(a.dx, b.dx, tol: 2e-5, label + " dx"))
+            worst = max(worst, assertClose(a.dW, b.dW, tol: 2e-5, label + " dW"))
+            worst = max(worst, assertClose(a.db, b.db, tol: 2e-5, label + " db"))
+            if s.extras { worst = max(worst, assertClose(a.sums, b.sums, tol: 2e-5, label + " channelSums")) }
         }
+        print("Winograd vs im2col: max relative error \(worst) (tolerance 2e-5)")
     }
 
     /// Same results whatever the thread count (fixed reduction chunks, chunk-ordered sums).
@@ -86,9 +91,33 @@ final class WinogradTests: XCTestCase {
         XCTAssertEqual(a.db, b.db)
     }
 
+    /// The vectorised transforms (tile rows of >= 4 tiles; 8-wide with an overlapping last
+    /// vector, or 4-wide) do the per-tile code's arithmetic in the same order, so the
+    /// results must be bit-identical. Shapes: tw = 14 (8 + overlapping 8), 9 (odd width),
+    /// 8 (exact), 5 (4 + overlapping 4), 4, with odd and even heights.
+    func testVectorTransformsMatchPerTileCode() {
+        defer { Winograd.vectorTransforms = true }
+        let shapes: [(n: Int, cin: Int, cout: Int, h: Int, w: Int, extras: Bool)] = [
+            (2, 8, 5, 28, 28, true), (2, 8, 8, 13, 17, false), (1, 8, 3, 16, 16, true),
+            (2, 4, 3, 9, 10, true), (3, 8, 4, 7, 7, false),
+        ]
+        for s in shapes {
+            let label = "n\(s.n) cin\(s.cin) cout\(s.cout) \(s.h)x\(s.w)"
+            Winograd.vectorTransforms = true
+            let a = run(.winograd, n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.w, extras: s.extras)
+            Winograd.vectorTransforms = false
+            let b = run(.winograd, n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.w, extras: s.extras)
+            XCTAssertEqual(a.y, b.y, label + " y")
+            XCTAssertEqual(a.dx, b.dx, label + " dx")
+            XCTAssertEqual(a.dW, b.dW, label + " dW")
+            XCTAssertEqual(a.db, b.db, label + " db")
+            XCTAssertEqual(a.sums, b.sums, label + " channelSums")
+        }
+    }
+
     /// Central differences on the Winograd conv itself (tolerances: see gradCheck).
     func testFiniteDifferences() {
-        for (n, cin, cout, h, w) in [(3, 4, 3, 5, 6), (1, 1, 2, 3, 3), (5, 2, 3, 4, 4)] {
+        for (n, cin, cout, h, w) in [(3, 4, 3, 5, 6), (1, 1, 2, 3, 3), (5, 2, 3, 4, 4), (2, 3, 2, 7, 9)] {   // 7x9: tw = 5, vectorised transforms
             let f = ParameterFactory(seed: 1), ws = Workspace()
             let conv = Conv2d("c", cin, cout, kernel: 3, f, ws)
             conv.algorithm = .winograd

@@ -51,7 +51,7 @@ struct WinogradGeometry {
     }
 }
 
-enum Winograd {
+public enum Winograd {
     /// Samples transformed and multiplied together: enough for >= 256 tiles (GEMMs of
     /// [cout, cin] x [cin, >= 256]) while V and M stay small enough for the caches
     /// (a whole 16-sample chunk at 28x28 was slower: ~13 MB per buffer streamed from memory).
@@ -107,6 +107,8 @@ enum Winograd {
     /// `pad` is scratch of geo.padRows * geo.padCols floats; `T` is the tile count of the chunk.
     static func inputTransform(_ x: UnsafePointer<Float>, cin: Int, _ geo: WinogradGeometry,
                                _ V: UnsafeMutablePointer<Float>, T: Int, t0: Int, pad: UnsafeMutablePointer<Float>) {
+        if vectorWidth(geo) == 8 { return inputTransformVec(SIMD8<Float>.self, x, cin: cin, geo, V, T: T, t0: t0, pad: pad) }
+        if vectorWidth(geo) == 4 { return inputTransformVec(SIMD4<Float>.self, x, cin: cin, geo, V, T: T, t0: t0, pad: pad) }
         let h = geo.h, w = geo.w, pc = geo.padCols
         pad.initialize(repeating: 0, count: geo.padRows * pc)   // the border stays zero
         let xi = blockStride(rows: cin, T: T)
@@ -135,6 +137,8 @@ enum Winograd {
     /// dx[cin, h, w] = sum over tiles of B dV B^T placed at each tile (overwrites dx).
     static func inputTransformAdjoint(_ dV: UnsafePointer<Float>, cin: Int, _ geo: WinogradGeometry,
                                       _ dx: UnsafeMutablePointer<Float>, T: Int, t0: Int, pad: UnsafeMutablePointer<Float>) {
+        if vectorWidth(geo) == 8 { return inputTransformAdjointVec(SIMD8<Float>.self, dV, cin: cin, geo, dx, T: T, t0: t0, pad: pad) }
+        if vectorWidth(geo) == 4 { return inputTransformAdjointVec(SIMD4<Float>.self, dV, cin: cin, geo, dx, T: T, t0: t0, pad: pad) }
         let h = geo.h, w = geo.w, pc = geo.padCols
         let xi = blockStride(rows: cin, T: T)
         for ci in 0..<cin {
@@ -166,6 +170,8 @@ enum Winograd {
     /// plane[2th x 2tw] = A^T m A per tile for output channel co of one sample.
     static func outputTransform(_ M: UnsafePointer<Float>, co: Int, cout: Int, _ geo: WinogradGeometry,
                                 T: Int, t0: Int, _ plane: UnsafeMutablePointer<Float>) {
+        if vectorWidth(geo) == 8 { return outputTransformVec(SIMD8<Float>.self, M, co: co, cout: cout, geo, T: T, t0: t0, plane) }
+        if vectorWidth(geo) == 4 { return outputTransformVec(SIMD4<Float>.self, M, co: co, cout: cout, geo, T: T, t0: t0, plane) }
         let xi = blockStride(rows: cout, T: T), oc = geo.outCols
         let m = M + co * T + t0
         for ty in 0..<geo.th {
@@ -188,6 +194,8 @@ enum Winograd {
     /// is the dy plane [h, w] extended by zeros to 2th x 2tw (`plane` is scratch).
     static func outputTransformAdjoint(_ dy: UnsafePointer<Float>, co: Int, cout: Int, _ geo: WinogradGeometry,
                                        _ dM: UnsafeMutablePointer<Float>, T: Int, t0: Int, _ plane: UnsafeMutablePointer<Float>) {
+        if vectorWidth(geo) == 8 { return outputTransformAdjointVec(SIMD8<Float>.self, dy, co: co, cout: cout, geo, dM, T: T, t0: t0, plane) }
+        if vectorWidth(geo) == 4 { return outputTransformAdjointVec(SIMD4<Float>.self, dy, co: co, cout: cout, geo, dM, T: T, t0: t0, plane) }
         let xi = blockStride(rows: cout, T: T), oc = geo.outCols, h = geo.h, w = geo.w
         plane.initialize(repeating: 0, count: 2 * geo.th * oc)
         for oy in 0..<h { (plane + oy * oc).update(from: dy + oy * w, count: w) }
@@ -206,6 +214,275 @@ enum Winograd {
                 store4b(u0 + u1, mt + tx, xi, 4)
                 store4b(u0 - u1, mt + tx, xi, 8)
                 store4b(-u1, mt + tx, xi, 12)
+            }
+        }
+    }
+
+    // MARK: vectorised transforms (tile rows of >= 4 tiles)
+    //
+    // The per-tile code above reads or writes 16 strided ξ streams one float at a time.
+    // Here one SIMD vector holds L neighbouring tiles of a tile row: the 16 V (or M)
+    // entries of those tiles are then 16 contiguous vectors. The 4x4 input windows of
+    // neighbouring tiles start 2 columns apart, so the padded plane is first split into
+    // its even and odd columns: E[r][j] = pad[r][2j], O[r][j] = pad[r][2j + 1]; window
+    // column b of tile tx is then E (b = 0), O (b = 1), E shifted by one (b = 2) or O
+    // shifted by one (b = 3), each a contiguous load at tx. A row of tw tiles is
+    // covered by vectors starting at 0, L, 2L, ... and a last one at tw - L that may
+    // overlap the previous one (it rewrites the same values, so the forward transforms
+    // stay pure stores). The arithmetic per element is the per-tile code's, in the same
+    // order, so both give the same bits.
+
+    /// Whether the vectorised transforms are used (where tile rows allow). Public so that
+    /// the tests can compare them with the per-tile code; not for use elsewhere.
+    nonisolated(unsafe) public static var vectorTransforms = true
+
+    /// Tiles per vector for this geometry: 8, 4, or 0 (per-tile code) when tile rows
+    /// are shorter than 4 tiles.
+    @inline(__always) static func vectorWidth(_ geo: WinogradGeometry) -> Int {
+        guard vectorTransforms else { return 0 }
+        return geo.tw >= 8 ? 8 : geo.tw >= 4 ? 4 : 0
+    }
+
+    /// Vector starts covering 0..<count with width L <= count (the last one is count - L).
+    @inline(__always) static func forEachVector(_ count: Int, _ L: Int, _ body: (Int) -> Void) {
+        var j = 0
+        while true {
+            body(min(j, count - L))
+            j += L
+            if j >= count { break }
+        }
+    }
+    @inline(__always) static func ld<V: SIMD>(_ p: UnsafePointer<Float>) -> V where V.Scalar == Float {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+    @inline(__always) static func ld<V: SIMD>(_ p: UnsafeMutablePointer<Float>) -> V where V.Scalar == Float {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+    @inline(__always) static func st<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
+
+    /// even[j] = src[2j], odd[j] = src[2j + 1] for j < half, 8 or 4 pairs per vector
+    /// (the last vector may overlap the previous one: pure stores of the same values).
+    @inline(__always) static func deinterleave(_ src: UnsafePointer<Float>, _ half: Int,
+                                               _ even: UnsafeMutablePointer<Float>, _ odd: UnsafeMutablePointer<Float>) {
+        if half >= 8 {
+            forEachVector(half, 8) { j in
+                let v: SIMD16<Float> = ld(src + 2 * j)
+                st(v.evenHalf, even + j); st(v.oddHalf, odd + j)
+            }
+        } else if half >= 4 {
+            forEachVector(half, 4) { j in
+                let v: SIMD8<Float> = ld(src + 2 * j)
+                st(v.evenHalf, even + j); st(v.oddHalf, odd + j)
+            }
+        } else {
+            for j in 0..<half { even[j] = src[2 * j]; odd[j] = src[2 * j + 1] }
+        }
+    }
+
+    /// dst[2j] = even[j] + a (+ res[2j]), dst[2j + 1] = odd[j] + a (+ res[2j + 1]) for
+    /// j < half, in that order of additions (adding a = 0 changes no value). dst must not
+    /// overlap the inputs (an overlapping last vector rewrites the same values).
+    @inline(__always) static func interleave(_ even: UnsafePointer<Float>, _ odd: UnsafePointer<Float>, _ half: Int,
+                                             _ dst: UnsafeMutablePointer<Float>, add a: Float, _ res: UnsafePointer<Float>?) {
+        if half >= 8 {
+            forEachVector(half, 8) { j in
+                var y = SIMD16<Float>()
+                y.evenHalf = ld(even + j); y.oddHalf = ld(odd + j)
+                y = y + SIMD16(repeating: a)
+                if let res { y = y + ld(res + 2 * j) }
+                st(y, dst + 2 * j)
+            }
+        } else if half >= 4 {
+            forEachVector(half, 4) { j in
+                var y = SIMD8<Float>()
+                y.evenHalf = ld(even + j); y.oddHalf = ld(odd + j)
+                y = y + SIMD8(repeating: a)
+                if let res { y = y + ld(res + 2 * j) }
+                st(y, dst + 2 * j)
+            }
+        } else {
+            for j in 0..<half {
+                if let res {
+                    dst[2 * j] = even[j] + a + res[2 * j]; dst[2 * j + 1] = odd[j] + a + res[2 * j + 1]
+                } else {
+                    dst[2 * j] = even[j] + a; dst[2 * j + 1] = odd[j] + a
+                }
+            }
+        }
+    }
+
+    /// `inputTransform` with L = V.scalarCount tiles per vector (needs tw >= L).
+    /// `pad` holds the E and O planes, each padRows x (tw + 1) (= padRows * padCols in all).
+    static func inputTransformVec<V: SIMD>(_: V.Type, _ x: UnsafePointer<Float>, cin: Int, _ geo: WinogradGeometry,
+                                           _ Vt: UnsafeMutablePointer<Float>, T: Int, t0: Int,
+                                           pad: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+        let h = geo.h, w = geo.w, tw = geo.tw, pw = tw + 1, L = V.scalarCount
+        let E = pad, O = pad + geo.padRows * pw
+        // Cells no channel writes (the zero border) are zeroed once.
+        pad.initialize(repeating: 0, count: 2 * geo.padRows * pw)
+        let xi = blockStride(rows: cin, T: T)
+        for ci in 0..<cin {
+            // pad[iy + 1][ix + 1] = x[iy][ix]: even ix go to O[.][ix / 2], odd ix to E[.][(ix + 1) / 2]
+            let xc = x + ci * h * w
+            for iy in 0..<h {
+                let src = xc + iy * w, er = E + (iy + 1) * pw, or = O + (iy + 1) * pw
+                deinterleave(src, w / 2, or, er + 1)
+                if w % 2 == 1 { or[w / 2] = src[w - 1] }
+            }
+            let v = Vt + ci * T + t0
+            for ty in 0..<geo.th {
+                let e = E + 2 * ty * pw, o = O + 2 * ty * pw
+                forEachVector(tw, L) { j in
+                    // window row a, columns b = 0...3 (L tiles each)
+                    @inline(__always) func row(_ a: Int) -> (V, V, V, V) {
+                        (ld(e + a * pw + j), ld(o + a * pw + j), ld(e + a * pw + j + 1), ld(o + a * pw + j + 1))
+                    }
+                    let d0 = row(0), d1 = row(1), d2 = row(2), d3 = row(3)
+                    // rows: s = B^T d  (s0 = d0 - d2, s1 = d1 + d2, s2 = d2 - d1, s3 = d1 - d3)
+                    // columns: V = s B, (s0 - s2, s1 + s2, s2 - s1, s1 - s3) on each row
+                    let p = v + ty * tw + j
+                    @inline(__always) func put(_ s: (V, V, V, V), _ first: Int) {
+                        st(s.0 - s.2, p + first * xi); st(s.1 + s.2, p + (first + 1) * xi)
+                        st(s.2 - s.1, p + (first + 2) * xi); st(s.1 - s.3, p + (first + 3) * xi)
+                    }
+                    put((d0.0 - d2.0, d0.1 - d2.1, d0.2 - d2.2, d0.3 - d2.3), 0)
+                    put((d1.0 + d2.0, d1.1 + d2.1, d1.2 + d2.2, d1.3 + d2.3), 4)
+                    put((d2.0 - d1.0, d2.1 - d1.1, d2.2 - d1.2, d2.3 - d1.3), 8)
+                    put((d1.0 - d3.0, d1.1 - d3.1, d1.2 - d3.2, d1.3 - d3.3), 12)
+                }
+            }
+        }
+    }
+
+    /// `inputTransformAdjoint` with L tiles per vector, accumulating into the even and odd
+    /// column planes E and O (as in `inputTransformVec`). A tile row's vectors must not
+    /// overlap here (they add): the last one, started at tw - L, adds zeros in the lanes
+    /// the previous vector already did. Each pixel receives its tiles' terms in the
+    /// per-tile code's order (tile (ty, tx - 1) before (ty, tx), so the shifted columns
+    /// b = 2, 3 are added first), which keeps the same bits.
+    static func inputTransformAdjointVec<V: SIMD>(_: V.Type, _ dV: UnsafePointer<Float>, cin: Int, _ geo: WinogradGeometry,
+                                                  _ dx: UnsafeMutablePointer<Float>, T: Int, t0: Int,
+                                                  pad: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+        let h = geo.h, w = geo.w, tw = geo.tw, pw = tw + 1, L = V.scalarCount
+        let E = pad, O = pad + geo.padRows * pw
+        let xi = blockStride(rows: cin, T: T)
+        // lanes of the last vector that the previous one covered
+        let lastStart = tw - L, skip = (tw % L == 0) ? 0 : L - tw % L
+        var lane = V.zero
+        for i in 0..<L { lane[i] = Float(i) }
+        let done = lane .< Float(skip)
+        for ci in 0..<cin {
+            pad.initialize(repeating: 0, count: 2 * geo.padRows * pw)
+            let v = dV + ci * T + t0
+            for ty in 0..<geo.th {
+                let e = E + 2 * ty * pw, o = O + 2 * ty * pw
+                forEachVector(tw, L) { j in
+                    let p = v + ty * tw + j
+                    // columns first: e_i = (row i of dV) B^T = (v0, v1 - v2 + v3, v1 + v2 - v0, -v3)
+                    @inline(__always) func eRow(_ i: Int) -> (V, V, V, V) {
+                        var v0: V = ld(p + 4 * i * xi), v1: V = ld(p + (4 * i + 1) * xi)
+                        var v2: V = ld(p + (4 * i + 2) * xi), v3: V = ld(p + (4 * i + 3) * xi)
+                        if j == lastStart && skip > 0 {
+                            v0.replace(with: 0, where: done); v1.replace(with: 0, where: done)
+                            v2.replace(with: 0, where: done); v3.replace(with: 0, where: done)
+                        }
+                        return (v0, v1 - v2 + v3, v1 + v2 - v0, -v3)
+                    }
+                    let e0 = eRow(0), e1 = eRow(1), e2 = eRow(2), e3 = eRow(3)
+                    // rows: dd = B e = (e0, e1 - e2 + e3, e1 + e2 - e0, -e3), added at window row a
+                    @inline(__always) func add(_ g: (V, V, V, V), _ a: Int) {
+                        let er = e + a * pw + j, or = o + a * pw + j
+                        st(ld(er + 1) + g.2, er + 1); st(ld(or + 1) + g.3, or + 1)   // columns 2, 3 (tile tx - 1's first)
+                        st(ld(er) + g.0, er); st(ld(or) + g.1, or)                   // columns 0, 1
+                    }
+                    add(e0, 0)
+                    add((e1.0 - e2.0 + e3.0, e1.1 - e2.1 + e3.1, e1.2 - e2.2 + e3.2, e1.3 - e2.3 + e3.3), 1)
+                    add((e1.0 + e2.0 - e0.0, e1.1 + e2.1 - e0.1, e1.2 + e2.2 - e0.2, e1.3 + e2.3 - e0.3), 2)
+                    add((-e3.0, -e3.1, -e3.2, -e3.3), 3)
+                }
+            }
+            // dx[iy][ix] = pad[iy + 1][ix + 1]: even ix from O[.][ix / 2], odd ix from E[.][(ix + 1) / 2]
+            let xc = dx + ci * h * w
+            for iy in 0..<h {
+                let d = xc + iy * w, er = E + (iy + 1) * pw, or = O + (iy + 1) * pw
+                interleave(or, er + 1, w / 2, d, add: 0, nil)
+                if w % 2 == 1 { d[w - 1] = or[w / 2] }
+            }
+        }
+    }
+
+    /// `outputTransform` with L tiles per vector. Writes the even output columns to
+    /// plane[0 ..< 2th*tw] and the odd ones to plane[2th*tw ..< 4th*tw] (each [2th, tw]).
+    static func outputTransformVec<V: SIMD>(_: V.Type, _ M: UnsafePointer<Float>, co: Int, cout: Int, _ geo: WinogradGeometry,
+                                            T: Int, t0: Int, _ plane: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+        let xi = blockStride(rows: cout, T: T), tw = geo.tw, L = V.scalarCount
+        let Ye = plane, Yo = plane + 2 * geo.th * tw
+        let m = M + co * T + t0
+        for ty in 0..<geo.th {
+            forEachVector(tw, L) { j in
+                let mt = m + ty * tw + j
+                @inline(__always) func mm(_ k: Int) -> V { ld(mt + k * xi) }
+                // rows: r0 = m0 + m1 + m2, r1 = m1 - m2 - m3, for each column b
+                @inline(__always) func r(_ b: Int) -> (V, V) {
+                    let m0 = mm(b), m1 = mm(4 + b), m2 = mm(8 + b), m3 = mm(12 + b)
+                    return (m0 + m1 + m2, m1 - m2 - m3)
+                }
+                let c0 = r(0), c1 = r(1), c2 = r(2), c3 = r(3)
+                // columns: the same combination on each row's entries
+                let o0 = 2 * ty * tw + j, o1 = o0 + tw
+                st(c0.0 + c1.0 + c2.0, Ye + o0); st(c1.0 - c2.0 - c3.0, Yo + o0)
+                st(c0.1 + c1.1 + c2.1, Ye + o1); st(c1.1 - c2.1 - c3.1, Yo + o1)
+            }
+        }
+    }
+
+    /// `outputTransformAdjoint` with L tiles per vector; `plane` is scratch for the even
+    /// and odd columns of dY extended by zeros ([2th, tw] each).
+    static func outputTransformAdjointVec<V: SIMD>(_: V.Type, _ dy: UnsafePointer<Float>, co: Int, cout: Int,
+                                                   _ geo: WinogradGeometry, _ dM: UnsafeMutablePointer<Float>,
+                                                   T: Int, t0: Int, _ plane: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+        let xi = blockStride(rows: cout, T: T), tw = geo.tw, h = geo.h, w = geo.w, L = V.scalarCount
+        let De = plane, Do = plane + 2 * geo.th * tw
+        for oy in 0..<h {
+            let src = dy + oy * w, de = De + oy * tw, dd = Do + oy * tw
+            deinterleave(src, w / 2, de, dd)
+            if w % 2 == 1 { de[tw - 1] = src[w - 1]; dd[tw - 1] = 0 }
+        }
+        if h % 2 == 1 {   // the row below the image
+            (De + h * tw).initialize(repeating: 0, count: tw)
+            (Do + h * tw).initialize(repeating: 0, count: tw)
+        }
+        let m = dM + co * T + t0
+        for ty in 0..<geo.th {
+            forEachVector(tw, L) { j in
+                let i0 = 2 * ty * tw + j, i1 = i0 + tw
+                let a0: V = ld(De + i0), a1: V = ld(Do + i0), b0: V = ld(De + i1), b1: V = ld(Do + i1)
+                // columns: u_a = (row a of dY) A^T = (y_a0, y_a0 + y_a1, y_a0 - y_a1, -y_a1)
+                let u0 = (a0, a0 + a1, a0 - a1, -a1), u1 = (b0, b0 + b1, b0 - b1, -b1)
+                // rows: dm = A u = (u0, u0 + u1, u0 - u1, -u1)
+                let p = m + ty * tw + j
+                st(u0.0, p); st(u0.1, p + xi); st(u0.2, p + 2 * xi); st(u0.3, p + 3 * xi)
+                st(u0.0 + u1.0, p + 4 * xi); st(u0.1 + u1.1, p + 5 * xi)
+                st(u0.2 + u1.2, p + 6 * xi); st(u0.3 + u1.3, p + 7 * xi)
+                st(u0.0 - u1.0, p + 8 * xi); st(u0.1 - u1.1, p + 9 * xi)
+                st(u0.2 - u1.2, p + 10 * xi); st(u0.3 - u1.3, p + 11 * xi)
+                st(-u1.0, p + 12 * xi); st(-u1.1, p + 13 * xi); st(-u1.2, p + 14 * xi); st(-u1.3, p + 15 * xi)
+            }
+        }
+    }
+
+    /// y[oy][ox] = Y[oy][ox] + v (+ res[oy][ox]) for Y given as its even columns Ye and
+    /// odd columns Yo ([2th, tw] each, from `outputTransformVec`).
+    static func addEpilogue(_ Ye: UnsafePointer<Float>, _ Yo: UnsafePointer<Float>, _ geo: WinogradGeometry,
+                            _ v: Float, _ res: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
+        let w = geo.w, tw = geo.tw, half = w / 2
+        for oy in 0..<geo.h {
+            let e = Ye + oy * tw, o = Yo + oy * tw, d = y + oy * w
+            interleave(e, o, half, d, add: v, res.map { $0 + oy * w })
+            if w % 2 == 1 {
+                if let res { d[w - 1] = e[half] + v + res[oy * w + w - 1] } else { d[w - 1] = e[half] + v }
             }
         }
     }
@@ -297,6 +574,10 @@ extension Conv2d {
                         let v = b[o] + (sampleBias?[s * cout + o] ?? 0)
                         let dst = y + (s * cout + o) * P
                         let res = residual.map { $0 + (s * cout + o) * P }
+                        if Winograd.vectorWidth(geo) > 0 {   // the vectorised transform wrote even and odd columns apart
+                            Winograd.addEpilogue(plane, plane + 2 * geo.th * geo.tw, geo, v, res, dst)
+                            continue
+                        }
                         for oy in 0..<geo.h {
                             let src = plane + oy * geo.outCols, d = dst + oy * geo.w
                             if let res {
