@@ -356,17 +356,25 @@ public enum Winograd {
         }
     }
 
-    /// `inputTransformAdjoint` with L tiles per vector, accumulating into the even and odd
-    /// column planes E and O (as in `inputTransformVec`). A tile row's vectors must not
-    /// overlap here (they add): the last one, started at tw - L, adds zeros in the lanes
-    /// the previous vector already did. Each pixel receives its tiles' terms in the
-    /// per-tile code's order (tile (ty, tx - 1) before (ty, tx), so the shifted columns
-    /// b = 2, 3 are added first), which keeps the same bits.
+    /// `inputTransformAdjoint` with L tiles per vector. Adding a tile's columns 2, 3 to
+    /// the plane shifted by one tile against its columns 0, 1 made every vector add
+    /// read memory that the previous (unaligned) store had just partly written (slow:
+    /// no store-to-load forwarding). Instead each window column b has its own plane
+    /// P_b[r][tx] (contributions of tile tx at pad column 2tx + b), added only at equal
+    /// offsets, and the pixels are put together at the end:
+    ///     pad[r][2k] = P_0[r][k] + P_2[r][k - 1],   pad[r][2k + 1] = P_1[r][k] + P_3[r][k - 1].
+    /// (The same terms as the per-tile code summed in another order: equal to rounding.)
+    /// Vectors of a tile row must not overlap (rows add up over two tile rows): the last
+    /// one, started at tw - L, adds zeros in the lanes the previous vector already did.
+    /// `pad` needs `inputAdjointScratch(geo)` floats.
     static func inputTransformAdjointVec<V: SIMD>(_: V.Type, _ dV: UnsafePointer<Float>, cin: Int, _ geo: WinogradGeometry,
                                                   _ dx: UnsafeMutablePointer<Float>, T: Int, t0: Int,
                                                   pad: UnsafeMutablePointer<Float>) where V.Scalar == Float {
         let h = geo.h, w = geo.w, tw = geo.tw, pw = tw + 1, L = V.scalarCount
-        let E = pad, O = pad + geo.padRows * pw
+        let plane = geo.padRows * pw
+        // P_b row r starts at pad + b * plane + r * pw + 1; the float before it stays zero (P_b[r][-1]).
+        @inline(__always) func P(_ b: Int, _ r: Int) -> UnsafeMutablePointer<Float> { pad + b * plane + r * pw + 1 }
+        let rowE = pad + 4 * plane, rowO = rowE + pw
         let xi = blockStride(rows: cin, T: T)
         // lanes of the last vector that the previous one covered
         let lastStart = tw - L, skip = (tw % L == 0) ? 0 : L - tw % L
@@ -374,10 +382,9 @@ public enum Winograd {
         for i in 0..<L { lane[i] = Float(i) }
         let done = lane .< Float(skip)
         for ci in 0..<cin {
-            pad.initialize(repeating: 0, count: 2 * geo.padRows * pw)
+            pad.initialize(repeating: 0, count: 4 * plane)
             let v = dV + ci * T + t0
             for ty in 0..<geo.th {
-                let e = E + 2 * ty * pw, o = O + 2 * ty * pw
                 forEachVector(tw, L) { j in
                     let p = v + ty * tw + j
                     // columns first: e_i = (row i of dV) B^T = (v0, v1 - v2 + v3, v1 + v2 - v0, -v3)
@@ -393,9 +400,9 @@ public enum Winograd {
                     let e0 = eRow(0), e1 = eRow(1), e2 = eRow(2), e3 = eRow(3)
                     // rows: dd = B e = (e0, e1 - e2 + e3, e1 + e2 - e0, -e3), added at window row a
                     @inline(__always) func add(_ g: (V, V, V, V), _ a: Int) {
-                        let er = e + a * pw + j, or = o + a * pw + j
-                        st(ld(er + 1) + g.2, er + 1); st(ld(or + 1) + g.3, or + 1)   // columns 2, 3 (tile tx - 1's first)
-                        st(ld(er) + g.0, er); st(ld(or) + g.1, or)                   // columns 0, 1
+                        let r = 2 * ty + a
+                        let p0 = P(0, r) + j, p1 = P(1, r) + j, p2 = P(2, r) + j, p3 = P(3, r) + j
+                        st(ld(p0) + g.0, p0); st(ld(p1) + g.1, p1); st(ld(p2) + g.2, p2); st(ld(p3) + g.3, p3)
                     }
                     add(e0, 0)
                     add((e1.0 - e2.0 + e3.0, e1.1 - e2.1 + e3.1, e1.2 - e2.2 + e3.2, e1.3 - e2.3 + e3.3), 1)
@@ -403,14 +410,24 @@ public enum Winograd {
                     add((-e3.0, -e3.1, -e3.2, -e3.3), 3)
                 }
             }
-            // dx[iy][ix] = pad[iy + 1][ix + 1]: even ix from O[.][ix / 2], odd ix from E[.][(ix + 1) / 2]
+            // dx[iy][ix] = pad[iy + 1][ix + 1]: even ix from pad column 2k + 1 (k = ix / 2),
+            // odd ix from pad column 2k (k = (ix + 1) / 2)
             let xc = dx + ci * h * w
             for iy in 0..<h {
-                let d = xc + iy * w, er = E + (iy + 1) * pw, or = O + (iy + 1) * pw
-                interleave(or, er + 1, w / 2, d, add: 0, nil)
-                if w % 2 == 1 { d[w - 1] = or[w / 2] }
+                let r = iy + 1
+                let p0 = P(0, r), p1 = P(1, r), p2 = P(2, r), p3 = P(3, r)
+                for k in 0..<tw { rowO[k] = p1[k] + p3[k - 1] }
+                for k in 0..<pw { rowE[k] = p0[k] + p2[k - 1] }
+                let d = xc + iy * w
+                interleave(rowO, rowE + 1, w / 2, d, add: 0, nil)
+                if w % 2 == 1 { d[w - 1] = rowO[w / 2] }
             }
         }
+    }
+
+    /// Scratch floats `inputTransformAdjoint` needs (the per-tile code needs padRows * padCols).
+    static func inputAdjointScratch(_ geo: WinogradGeometry) -> Int {
+        max(geo.padRows * geo.padCols, 4 * geo.padRows * (geo.tw + 1) + 2 * (geo.tw + 1))
     }
 
     /// `outputTransform` with L tiles per vector. Writes the even output columns to
@@ -608,7 +625,7 @@ extension Conv2d {
         ws.reserve(0, chunks: chunks, count: 16 * Winograd.blockStride(rows: cin, T: maxT))
         ws.reserve(1, chunks: chunks, count: 16 * Winograd.blockStride(rows: cout, T: maxT))
         ws.reserve(2, chunks: chunks, count: uCount + cout)
-        ws.reserve(3, chunks: chunks, count: geo.padRows * geo.padCols)
+        ws.reserve(3, chunks: chunks, count: max(Winograd.inputAdjointScratch(geo), 4 * geo.th * geo.tw))
         let dx = inputGrad ? dIn.ensure(n * inSize) : nil
         let U = wgU.ensure(uCount)
         Winograd.filterTransform(weight.w, U, cout: cout, cin: cin)   // the weights forward used
