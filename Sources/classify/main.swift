@@ -33,7 +33,7 @@ struct Classify: ParsableCommand {
     func run() throws {
         guard batch > 0 else { throw DDPMError("--batch must be positive") }
         let loaded = try ModelFile.load(path: classifier)
-        guard loaded.metadata["kind"] == "classifier", let net = loaded.network as? NoiseAwareClassifier else {
+        guard loaded.metadata["kind"] == "classifier", let net = loaded.network as? any FeatureClassifier else {
             throw DDPMError("\(classifier) is not a classifier (train --classifier writes kind 'classifier')")
         }
         guard t >= 0 && t < loaded.schedule.beta.count else {

@@ -195,6 +195,48 @@ final class ExamplesTests: XCTestCase {
         XCTAssertEqual(Double(row("double")[3])!, mu.reduce(0) { $0 + $1 * $1 } + tr, accuracy: 2e-3)
     }
 
+    /// classify runs the image classifier (the U-Net encoder train --classifier picks for
+    /// images) too: its features are the pooled encoder output, the head's input, so the logits
+    /// are exactly head(features) and pred their argmax. (The full MNIST recipe found that
+    /// classify accepted only the MLP classifier.)
+    func testClassifyImageClassifier() throws {
+        let dir = temporaryDirectory()
+        // Two labelled kinds of 8x8 images: bright top half vs bright bottom half, plus noise.
+        var rng = RandomStream(seed: 6, purpose: .toy, index: 2)
+        let n = 64
+        var x = [Float](), y = [Int64]()
+        for i in 0..<n {
+            let c = i % 2
+            y.append(Int64(c))
+            for r in 0..<8 { for _ in 0..<8 { x.append(((r < 4) == (c == 0) ? 0.8 : -0.8) + 0.1 * Float(rng.nextNormal())) } }
+        }
+        var f = Frame(metadata: ["kind": "batch"])
+        f["x"] = Tensor(x, shape: [n, 1, 8, 8])
+        f["y"] = Tensor(y, shape: [n])
+        let data = dir.appendingPathComponent("img.st").path
+        try Frame.save([f], path: data)
+        let clf = dir.appendingPathComponent("clf-img.st").path
+        let t = try runTool("train", ["--data", data, "--classifier", "--channels", "8", "--mults", "1,2", "--groups", "4",
+                                      "--steps", "40", "--batch", "32", "--quiet", "-o", clf])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        let r = try runTool("classify", ["--classifier", clf], stdinFile: data)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = try decode(r.stdout)
+        let logits = try out[0].require("logits").floats, pred = try out[0].require("pred").integers()
+        let feats = try out[0].require("features")
+        XCTAssertEqual(feats.shape, [n, 16])
+        let net = try XCTUnwrap(ModelFile.load(path: clf).network as? NoiseAwareUNetClassifier)
+        let W = net.head.weight.value, b = net.head.bias.value, fs = feats.floats
+        for i in 0..<n {
+            for k in 0..<2 {
+                var z = b[k]
+                for j in 0..<16 { z += W[k * 16 + j] * fs[i * 16 + j] }
+                XCTAssertEqual(logits[i * 2 + k], z, accuracy: 1e-4 * max(1, abs(z)))
+            }
+            XCTAssertEqual(pred[i], logits[2 * i + 1] > logits[2 * i] ? 1 : 0)
+        }
+    }
+
     /// classify: pred is the argmax of the logits, features are the last hidden layer, and the
     /// accuracy line counts the hits; reshape round-trips and refuses a size mismatch.
     func testClassifyAndReshape() throws {

@@ -127,10 +127,9 @@ public final class SpatialAttention {
                 for c in 0..<C { gB[c] += p[C * C + c] }
             }
         }
-        // dx = d GN-branch + dy (residual), in place in the GroupNorm's gradient buffer
-        let dx = norm.backward(dnp, inPlace: true)
-        parallelRanges(n * cp) { range in for i in range { dx[i] += dy[i] } }
-        return dx
+        // dx = d GN-branch + dy (residual), summed in the GroupNorm's last write, in place
+        // in its gradient buffer
+        return norm.backward(dnp, inPlace: true, residual: dy)
     }
 }
 

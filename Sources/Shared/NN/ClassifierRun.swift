@@ -2,7 +2,7 @@
 
 public enum ClassifierRun {
     /// Logits, argmax and penultimate features of every sample of `frame`'s x at timestep t.
-    public static func classify(_ frame: Frame, net: NoiseAwareClassifier, t: Int, batch: Int, keepX: Bool) throws -> (frame: Frame, correct: Int) {
+    public static func classify(_ frame: Frame, net: any FeatureClassifier, t: Int, batch: Int, keepX: Bool) throws -> (frame: Frame, correct: Int) {
         let x = try frame.require("x")
         guard let n = x.shape.first else { throw DDPMError("'x' is a scalar") }
         let per = net.inputShape.reduce(1, *)
@@ -10,7 +10,7 @@ public enum ClassifierRun {
             throw DDPMError("'x' has samples of shape \(Array(x.shape.dropFirst())); the classifier takes \(net.inputShape)")
         }
         let xs = x.floats
-        let k = net.classes, w = net.width
+        let k = net.classes, w = net.featureWidth
         var logits = [Float](), features = [Float](), pred = [Int64]()
         logits.reserveCapacity(n * k); features.reserveCapacity(n * w); pred.reserveCapacity(n)
         var start = 0

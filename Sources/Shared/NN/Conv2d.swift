@@ -28,7 +28,7 @@ public enum ConvProfile {
 /// per reduction chunk, a few reusable slots.
 public final class Workspace {
     static let chunksMax = 4
-    static let slots = 3
+    static let slots = 4
     private var buffers: [Buffer]
 
     public init() {
@@ -54,6 +54,12 @@ func prepareChunks(_ n: Int) -> Int {
     return chunks
 }
 
+/// How a 3x3 stride-1 convolution is computed: `auto` picks by shape (see
+/// `Conv2d.usesWinograd`); the others force a path (for tests and measurements).
+public enum ConvAlgorithm: Sendable {
+    case auto, im2col, winograd
+}
+
 /// Conv2d with weight [cout, cin, k, k] and bias [cout]; k in {1, 3}, stride in {1, 2}, padding k/2.
 public final class Conv2d {
     public let cin: Int, cout: Int, kernel: Int, stride: Int
@@ -62,8 +68,12 @@ public final class Conv2d {
     let ws: Workspace
     let out = Buffer()
     let dIn = Buffer()
+    /// Transformed filters of the Winograd path (16 * cout * cin).
+    let wgU = Buffer()
     var input: UnsafePointer<Float>? = nil
     var n = 0, h = 0, w = 0, ho = 0, wo = 0
+    /// Path of 3x3 stride-1 convolutions (both give the same function to float rounding).
+    public var algorithm: ConvAlgorithm = .auto
 
     public init(_ name: String, _ cin: Int, _ cout: Int, kernel: Int, stride: Int = 1,
                 zeroInit: Bool = false, _ f: ParameterFactory, _ ws: Workspace) {
@@ -235,6 +245,9 @@ public final class Conv2d {
         input = x
         self.n = n; self.h = h; self.w = w
         (ho, wo) = outputSize(h, w)
+        if usesWinograd {
+            return winogradForward(x, sampleBias: sampleBias, residual: residual)
+        }
         let P = ho * wo, K = kk, inSize = cin * h * w
         let y = out.ensure(n * cout * P)
         let chunks = prepareChunks(n)
@@ -270,6 +283,9 @@ public final class Conv2d {
     /// projection's gradient needs exactly this).
     public func backward(_ dy: UnsafePointer<Float>, inputGrad: Bool = true,
                          channelSums: UnsafeMutablePointer<Float>? = nil) -> UnsafeMutablePointer<Float>? {
+        if usesWinograd {
+            return winogradBackward(dy, inputGrad: inputGrad, channelSums: channelSums)
+        }
         let x = input!
         let P = ho * wo, K = kk, inSize = cin * h * w, wCount = cout * K
         let chunks = prepareChunks(n)

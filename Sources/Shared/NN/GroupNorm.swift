@@ -39,13 +39,19 @@ public final class GroupNorm {
                 for g in 0..<G {
                     let base = (s * C + g * cg) * hw
                     let xs = x + base, ys = y + base
-                    // two-pass mean and biased variance (per-channel partial sums in Double)
-                    var sum = 0.0
-                    for c in 0..<cg { sum += Double(vsum(xs + c * hw, hw)) }
-                    let m = Float(sum / Double(size))
-                    var sq = 0.0
-                    for c in 0..<cg { sq += Double(vsumSquaredDeviation(xs + c * hw, hw, m)) }
-                    let rstd = Float(1 / (sq / Double(size) + Double(eps)).squareRoot())
+                    // one-pass mean and biased variance, shifted by k = the group's first value
+                    // (per-channel partial sums in Double): with d = x - k,
+                    // mean = k + E[d], var = E[d^2] - E[d]^2
+                    let k = xs[0]
+                    var sum = 0.0, sq = 0.0
+                    for c in 0..<cg {
+                        let (s1, s2) = vshiftedSums(xs + c * hw, hw, k)
+                        sum += Double(s1); sq += Double(s2)
+                    }
+                    let md = sum / Double(size)
+                    let m = Float(Double(k) + md)
+                    let variance = max(sq / Double(size) - md * md, 0)
+                    let rstd = Float(1 / (variance + Double(eps)).squareRoot())
                     st[(s * G + g) * 2] = m
                     st[(s * G + g) * 2 + 1] = rstd
                     for c in 0..<cg {
@@ -68,7 +74,10 @@ public final class GroupNorm {
     /// dx = rstd (g - mean(g) - xhat mean(g xhat)) over the group.
     /// `inPlace`: write dx over dy (every element is read before it is overwritten);
     /// callers pass it when dy is a consumed gradient buffer, saving one buffer per layer.
-    public func backward(_ dyIn: UnsafeMutablePointer<Float>, inPlace: Bool = false) -> UnsafeMutablePointer<Float> {
+    /// `residual` (same shape as x): returns dx + residual, added in the last write instead
+    /// of a separate pass (the residual branches of ResBlock and SpatialAttention).
+    public func backward(_ dyIn: UnsafeMutablePointer<Float>, inPlace: Bool = false,
+                         residual: UnsafePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
         let dy = UnsafePointer(dyIn)
         let x = input!
         let C = channels, G = groups, cg = C / G, hw = self.hw, n = self.n
@@ -85,32 +94,39 @@ public final class GroupNorm {
                 for g in 0..<G {
                     let base = (s * C + g * cg) * hw
                     let m = st[(s * G + g) * 2], rstd = st[(s * G + g) * 2 + 1]
-                    // pass 1: dy' (through SiLU if fused) into dx; dbeta = sum dy', dgamma = sum dy' xhat
+                    // pass 1: dy' (through SiLU if fused, then stored in dx) with its sums in the
+                    // same pass: dbeta = sum dy', dgamma = sum dy' xhat = rstd (sum dy' x - m sum dy')
                     var sumG: Float = 0, sumGX: Float = 0
                     for c in 0..<cg {
                         let ci = g * cg + c
                         let xr = x + base + c * hw, dyr = dy + base + c * hw, dxr = dx + base + c * hw
+                        let (dbet, dyx): (Float, Float)
                         if fused {
                             let a = ga[ci] * rstd, b = be[ci] - m * a
-                            siluGradAffine(xr, dyr, dxr, hw, a, b)
+                            (dbet, dyx) = siluGradAffineSums(xr, dyr, dxr, hw, a, b)
                         } else {
-                            if !inPlace { dxr.update(from: dyr, count: hw) }
+                            (dbet, dyx) = vsumAndDot(dyr, xr, hw)
                         }
-                        let dbet = vsum(dxr, hw)
-                        let dgam = rstd * (vdot(dxr, xr, hw) - m * dbet)
+                        let dgam = rstd * (dyx - m * dbet)
                         pg[ci] += dgam
                         pb[ci] += dbet
                         sumG += dbet * ga[ci]
                         sumGX += dgam * ga[ci]
                     }
-                    // pass 2: dx = rstd (d gamma - mean(g) - xhat mean(g xhat)), g = d gamma
+                    // pass 2: dx = rstd (dy' gamma - mean(g) - xhat mean(g xhat)), g = dy' gamma
+                    // (dy' was stored in dx when fused; it is dy itself otherwise)
                     let meanG = sumG / size, meanGX = sumGX / size
                     for c in 0..<cg {
                         let ci = g * cg + c
                         let xr = x + base + c * hw, dxr = dx + base + c * hw
+                        let src = fused ? UnsafePointer(dxr) : dy + base + c * hw
                         let a = rstd * ga[ci], b = -rstd * rstd * meanGX
                         let cst = rstd * (-meanG + m * rstd * meanGX)
-                        vaxpbyc(UnsafePointer(dxr), a, xr, b, cst, dxr, hw)
+                        if let res = residual {
+                            vaxpbycr(src, a, xr, b, cst, res + base + c * hw, dxr, hw)
+                        } else {
+                            vaxpbyc(src, a, xr, b, cst, dxr, hw)
+                        }
                     }
                 }
             }

@@ -48,7 +48,7 @@ public final class ResBlock {
 
     /// Returns dx; adds d SiLU(temb) into dsTemb [n, tembDim].
     public func backward(_ dy: UnsafePointer<Float>, dsTemb: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
-        let n = self.n, hw = self.hw, cout = self.cout
+        let n = self.n, cout = self.cout
         let dr = conv2.backward(dy)!
         let db = dropout.backward(dr)
         let dh = norm2.backward(db, inPlace: true)
@@ -57,11 +57,9 @@ public final class ResBlock {
         let da = conv1.backward(dh, channelSums: de)!
         let dsT = proj.backward(de)!
         for i in 0..<(n * proj.inFeatures) { dsTemb[i] += dsT[i] }
-        // dx = dxa + d shortcut, summed in place in norm1's gradient buffer (saves a buffer)
-        let dx = norm1.backward(da, inPlace: true)
-        let count = n * cin * hw
+        // dx = dxa + d shortcut, the sum formed in norm1's last write, in place in its
+        // gradient buffer (saves a buffer and a pass over dx)
         let ds = shortcut.map { UnsafePointer($0.backward(dy)!) } ?? dy
-        parallelRanges(count) { range in for i in range { dx[i] += ds[i] } }
-        return dx
+        return norm1.backward(da, inPlace: true, residual: ds)
     }
 }

@@ -47,8 +47,10 @@ typealias F16 = SIMD16<Float>
 }
 
 /// `vexp` on 16 lanes (AVX-512 builds): the same operations in the same order, so
-/// every lane equals what `vexp` gives for it.
-@inline(__always) func vexp(_ xIn: F16) -> F16 {
+/// every lane equals what `vexp` gives for it. `@_transparent` (inlined before the
+/// optimiser runs): with `@inline(__always)` the compiler still emitted it as a call
+/// per 16 values in the SiLU loops, its argument split into four 128-bit registers.
+@_transparent func vexp(_ xIn: F16) -> F16 {
     var x = xIn
     x.replace(with: 88, where: x .> 88)
     x.replace(with: -87, where: x .< -87)
@@ -133,17 +135,6 @@ typealias F16 = SIMD16<Float>
     return s
 }
 
-/// Sum of (x[i] - m)^2.
-@inline(__always) func vsumSquaredDeviation(_ x: UnsafePointer<Float>, _ n: Int, _ m: Float) -> Float {
-    var acc = F8(repeating: 0)
-    let vm = F8(repeating: m)
-    var i = 0
-    while i + 8 <= n { let d = load8(x + i) - vm; acc += d * d; i += 8 }
-    var s = acc.sum()
-    while i < n { let d = x[i] - m; s += d * d; i += 1 }
-    return s
-}
-
 /// y[i] = a x[i] + b z[i] + c (z may alias y).
 @inline(__always) func vaxpbyc(_ x: UnsafePointer<Float>, _ a: Float, _ z: UnsafePointer<Float>, _ b: Float, _ c: Float,
                                _ y: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -155,6 +146,110 @@ typealias F16 = SIMD16<Float>
     let va = F8(repeating: a), vb = F8(repeating: b), vc = F8(repeating: c)
     while i + 8 <= n { store8(load8(x + i) * va + load8(z + i) * vb + vc, y + i); i += 8 }
     while i < n { y[i] = a * x[i] + b * z[i] + c; i += 1 }
+}
+
+// The GroupNorm kernels below accumulate into two 8-lane partial sums fed in the same
+// order on AVX2 and AVX-512 builds (16 values per step: low half, high half), so the
+// results do not depend on the vector width; two chains also halve the add latency.
+
+/// One pass over n values with a shift k: returns (sum (x - k), sum (x - k)^2), the
+/// shifted-data form of the one-pass variance (with k a value of the same group,
+/// the squares do not cancel catastrophically when |mean| >> std, as sum x^2 would).
+@inline(__always) func vshiftedSums(_ x: UnsafePointer<Float>, _ n: Int, _ k: Float) -> (Float, Float) {
+    var s0 = F8(repeating: 0), s1 = s0, q0 = s0, q1 = s0
+    var i = 0
+    #if AVX512
+    let wk = F16(repeating: k)
+    while i + 16 <= n {
+        let d = load16(x + i) - wk, dd = d * d
+        s0 += d.lowHalf; s1 += d.highHalf; q0 += dd.lowHalf; q1 += dd.highHalf
+        i += 16
+    }
+    #endif
+    let vk = F8(repeating: k)
+    while i + 16 <= n {
+        let d0 = load8(x + i) - vk, d1 = load8(x + i + 8) - vk
+        s0 += d0; s1 += d1; q0 += d0 * d0; q1 += d1 * d1
+        i += 16
+    }
+    if i + 8 <= n { let d = load8(x + i) - vk; s0 += d; q0 += d * d; i += 8 }
+    var s = (s0 + s1).sum(), q = (q0 + q1).sum()
+    while i < n { let d = x[i] - k; s += d; q += d * d; i += 1 }
+    return (s, q)
+}
+
+/// Returns (sum dy[i], sum dy[i] x[i]): the dbeta and dgamma sums of GroupNorm's backward.
+@inline(__always) func vsumAndDot(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+    var s0 = F8(repeating: 0), s1 = s0, p0 = s0, p1 = s0
+    var i = 0
+    #if AVX512
+    while i + 16 <= n {
+        let g = load16(dy + i), gx = g * load16(x + i)
+        s0 += g.lowHalf; s1 += g.highHalf; p0 += gx.lowHalf; p1 += gx.highHalf
+        i += 16
+    }
+    #endif
+    while i + 16 <= n {
+        let g0 = load8(dy + i), g1 = load8(dy + i + 8)
+        s0 += g0; s1 += g1; p0 += g0 * load8(x + i); p1 += g1 * load8(x + i + 8)
+        i += 16
+    }
+    if i + 8 <= n { let g = load8(dy + i); s0 += g; p0 += g * load8(x + i); i += 8 }
+    var s = (s0 + s1).sum(), p = (p0 + p1).sum()
+    while i < n { s += dy[i]; p += dy[i] * x[i]; i += 1 }
+    return (s, p)
+}
+
+/// `siluGradAffine` (dx[i] = dy[i] SiLU'(a x[i] + b)) fused with `vsumAndDot(dx, x)`:
+/// returns (sum dx[i], sum dx[i] x[i]) from the same pass.
+@inline(__always) func siluGradAffineSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                          _ n: Int, _ a: Float, _ b: Float) -> (Float, Float) {
+    var s0 = F8(repeating: 0), s1 = s0, p0 = s0, p1 = s0
+    var i = 0
+    #if AVX512
+    let wa = F16(repeating: a), wb = F16(repeating: b)
+    while i + 16 <= n {
+        let xv = load16(x + i)
+        let v = xv * wa + wb
+        let s = 1 / (1 + vexp(-v))
+        let g = load16(dy + i) * s * (1 + v * (1 - s)), gx = g * xv
+        store16(g, dx + i)
+        s0 += g.lowHalf; s1 += g.highHalf; p0 += gx.lowHalf; p1 += gx.highHalf
+        i += 16
+    }
+    #endif
+    let va = F8(repeating: a), vb = F8(repeating: b)
+    while i + 8 <= n {
+        let xv = load8(x + i)
+        let v = xv * va + vb
+        let s = 1 / (1 + vexp(-v))
+        let g = load8(dy + i) * s * (1 + v * (1 - s))
+        store8(g, dx + i)
+        // 16-value steps alternate the two accumulators as the AVX-512 loop does
+        if (i / 8) % 2 == 0 { s0 += g; p0 += g * xv } else { s1 += g; p1 += g * xv }
+        i += 8
+    }
+    var s = (s0 + s1).sum(), p = (p0 + p1).sum()
+    while i < n {
+        let g = dy[i] * siluGrad(a * x[i] + b)
+        dx[i] = g; s += g; p += g * x[i]
+        i += 1
+    }
+    return (s, p)
+}
+
+/// y[i] = (a x[i] + b z[i] + c) + r[i] (z and r may alias y): `vaxpbyc` with a residual
+/// gradient added in the same write, rounded exactly as the two separate passes were.
+@inline(__always) func vaxpbycr(_ x: UnsafePointer<Float>, _ a: Float, _ z: UnsafePointer<Float>, _ b: Float, _ c: Float,
+                                _ r: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    #if AVX512
+    let wa = F16(repeating: a), wb = F16(repeating: b), wc = F16(repeating: c)
+    while i + 16 <= n { store16((load16(x + i) * wa + load16(z + i) * wb + wc) + load16(r + i), y + i); i += 16 }
+    #endif
+    let va = F8(repeating: a), vb = F8(repeating: b), vc = F8(repeating: c)
+    while i + 8 <= n { store8((load8(x + i) * va + load8(z + i) * vb + vc) + load8(r + i), y + i); i += 8 }
+    while i < n { y[i] = (a * x[i] + b * z[i] + c) + r[i]; i += 1 }
 }
 
 /// In-place softmax of one row of n values: r = exp(r - max r) / sum.
