@@ -1,7 +1,7 @@
 // SIMD elementwise kernels: a vectorised exp (Cephes expf polynomial, ~1-2 ulp on
-import Foundation
 // [-87, 88]) and the SiLU forward/backward loops built on it. libm's expf is a
 // scalar call per element and dominated the GroupNorm+SiLU passes.
+import Foundation
 
 typealias F8 = SIMD8<Float>
 
