@@ -125,15 +125,6 @@ typealias F16 = SIMD16<Float>
     return s
 }
 
-/// Sum of x[i] y[i] with 8 lane accumulators.
-@inline(__always) func vdot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = F8(repeating: 0)
-    var i = 0
-    while i + 8 <= n { acc += load8(x + i) * load8(y + i); i += 8 }
-    var s = acc.sum()
-    while i < n { s += x[i] * y[i]; i += 1 }
-    return s
-}
 
 /// y[i] = a x[i] + b z[i] + c (z may alias y).
 @inline(__always) func vaxpbyc(_ x: UnsafePointer<Float>, _ a: Float, _ z: UnsafePointer<Float>, _ b: Float, _ c: Float,

@@ -550,6 +550,18 @@ extension Conv2d {
         }
     }
 
+    /// Set-up shared by the Winograd forward and backward: the samples per group, the
+    /// per-chunk V (workspace slot 0) and M / dM (slot 1) blocks for a group's tiles, and
+    /// U = G g G^T of the current weights.
+    func winogradPrepare(_ geo: WinogradGeometry, chunks: Int) -> (group: Int, U: UnsafeMutablePointer<Float>) {
+        let group = Winograd.groupSize(geo), maxT = group * geo.tiles
+        ws.reserve(0, chunks: chunks, count: 16 * Winograd.blockStride(rows: cin, T: maxT))
+        ws.reserve(1, chunks: chunks, count: 16 * Winograd.blockStride(rows: cout, T: maxT))
+        let U = wgU.ensure(16 * cout * cin)
+        Winograd.filterTransform(weight.w, U, cout: cout, cin: cin)
+        return (group, U)
+    }
+
     /// Same contract as `forward` (y = conv(x) + b + sampleBias + residual), computed as
     /// M[ξ] = U[ξ] V[ξ] per batch chunk followed by the output transform.
     func winogradForward(_ x: UnsafePointer<Float>, sampleBias: UnsafePointer<Float>?,
@@ -558,12 +570,8 @@ extension Conv2d {
         let P = h * w, inSize = cin * P, cin = self.cin, cout = self.cout
         let y = out.ensure(n * cout * P)
         let chunks = prepareChunks(n)
-        let group = Winograd.groupSize(geo), maxT = group * geo.tiles
-        ws.reserve(0, chunks: chunks, count: 16 * Winograd.blockStride(rows: cin, T: maxT))
-        ws.reserve(1, chunks: chunks, count: 16 * Winograd.blockStride(rows: cout, T: maxT))
+        let (group, U) = winogradPrepare(geo, chunks: chunks)
         ws.reserve(3, chunks: chunks, count: geo.padRows * geo.padCols)
-        let U = wgU.ensure(16 * cout * cin)
-        Winograd.filterTransform(weight.w, U, cout: cout, cin: cin)
         let b = UnsafePointer(bias.w)
         parallelFor(chunks) { c in
             let V = self.ws.ptr(0, chunk: c), M = self.ws.ptr(1, chunk: c), plane = self.ws.ptr(3, chunk: c)
@@ -621,14 +629,10 @@ extension Conv2d {
         let P = h * w, inSize = cin * P, cin = self.cin, cout = self.cout
         let uCount = 16 * cout * cin
         let chunks = prepareChunks(n)
-        let group = Winograd.groupSize(geo), maxT = group * geo.tiles
-        ws.reserve(0, chunks: chunks, count: 16 * Winograd.blockStride(rows: cin, T: maxT))
-        ws.reserve(1, chunks: chunks, count: 16 * Winograd.blockStride(rows: cout, T: maxT))
+        let (group, U) = winogradPrepare(geo, chunks: chunks)   // U of the weights forward used
         ws.reserve(2, chunks: chunks, count: uCount + cout)
         ws.reserve(3, chunks: chunks, count: max(Winograd.inputAdjointScratch(geo), 4 * geo.th * geo.tw))
         let dx = inputGrad ? dIn.ensure(n * inSize) : nil
-        let U = wgU.ensure(uCount)
-        Winograd.filterTransform(weight.w, U, cout: cout, cin: cin)   // the weights forward used
         parallelFor(chunks) { c in
             let V = self.ws.ptr(0, chunk: c), dM = self.ws.ptr(1, chunk: c)
             let part = self.ws.ptr(2, chunk: c), plane = self.ws.ptr(3, chunk: c)
