@@ -25,6 +25,8 @@ let cpuFlags: [String] = {
 }()
 
 let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+/// Executables: `@main` in main.swift beside other files of the tool needs -parse-as-library.
+let tool: [SwiftSetting] = swift5 + [.unsafeFlags(["-parse-as-library"])]
 let shared: [Target.Dependency] = ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]
 
 let package = Package(
@@ -50,14 +52,14 @@ let package = Package(
                 dependencies: ["COpenBLAS", "CPNG", "CZlib",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: swift5 + [.unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags)]),
-        .executableTarget(name: "schedule", dependencies: shared, swiftSettings: swift5),
-        .executableTarget(name: "tensor", dependencies: shared, swiftSettings: swift5),
-        .executableTarget(name: "denoise", dependencies: shared, swiftSettings: swift5),
-        .executableTarget(name: "guide", dependencies: shared, swiftSettings: swift5),
-        .executableTarget(name: "train", dependencies: shared, swiftSettings: swift5),
-        .executableTarget(name: "ddpm-bench", dependencies: shared, swiftSettings: swift5),
-        .executableTarget(name: "noise", dependencies: shared, swiftSettings: swift5),
-        .executableTarget(name: "classify", dependencies: shared, swiftSettings: swift5),
+        .executableTarget(name: "schedule", dependencies: shared, swiftSettings: tool),
+        .executableTarget(name: "tensor", dependencies: shared, swiftSettings: tool),
+        .executableTarget(name: "denoise", dependencies: shared, swiftSettings: tool),
+        .executableTarget(name: "guide", dependencies: shared, swiftSettings: tool),
+        .executableTarget(name: "train", dependencies: shared, swiftSettings: tool),
+        .executableTarget(name: "ddpm-bench", dependencies: shared, swiftSettings: tool),
+        .executableTarget(name: "noise", dependencies: shared, swiftSettings: tool),
+        .executableTarget(name: "classify", dependencies: shared, swiftSettings: tool),
         .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: swift5),
     ]
 )

@@ -172,11 +172,8 @@ func sample(_ predictor: EpsPredictor, schedule: Schedule, n: Int, kind: Sampler
     options.kind = kind
     options.steps = steps
     options.from = from
-    let sampler = try! Sampler(schedule: schedule, options: options)
-    let d = predictor.sampleShape.reduce(1, *)
-    var (x, noise) = Sampler.initialNoise(count: n, dimension: d, seed: 1, firstIndex: 0)
-    var corrector: [RandomStream] = []
-    try! sampler.run(x: &x, y: labels, predictor: predictor, noise: &noise, correctorNoise: &corrector)
+    _ = try! Sampling.sample(count: n, sampleShape: predictor.sampleShape, y: labels, predictor: predictor, options: options,
+                             schedule: schedule, seed: 1)
 }
 
 func uniformBatch(_ n: Int, seed: UInt64) -> [Float] {

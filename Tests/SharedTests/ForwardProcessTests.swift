@@ -178,7 +178,7 @@ final class ForwardProcessTests: XCTestCase {
             // One rounding of a product and of the sum: within 2 ulp of the magnitudes involved.
             XCTAssertEqual(xts[0][i], expect, accuracy: 2 * (abs(a * x0[i]) + abs(b * eps[i])).ulp)
             if ts < 900 {   // abar_t not tiny: x_0 is recovered to float precision amplified by 1/sqrt(abar)
-                let back = ForwardProcess.predictX0(xt: xts[0][i], eps: eps[i], a: a, b: b)
+                let back = Float(Posterior.predictX0(xt: Double(xts[0][i]), eps: Double(eps[i]), alphaBar: s.alphaBar[ts]))
                 XCTAssertEqual(back, x0[i], accuracy: 8 * Float.ulpOfOne * (1 + abs(b * eps[i])) / a)
             }
         }

@@ -239,7 +239,7 @@ final class ModelToolTests: XCTestCase {
         // Labelled data (e.g. an MNIST stream) on an unconditional model: 'y' is ignored.
         let labelled = try runTool("denoise", ["--model", simple, "--nll", "--nll-steps", "5", "--quiet"], stdin: try twoBlobs(n: 50))
         XCTAssertEqual(labelled.status, 0, labelled.stderr)
-        try fails("denoise", ["--model", simple, "--variance", "learned", "-n", "1"], "--loss hybrid")
+        try fails("denoise", ["--model", simple, "--variance", "learned", "-n", "1"], "hybrid loss")
         try fails("denoise", ["--model", simple, "--nll", "--variance", "learned"], stdin: test, "learned variance")
         try fails("denoise", ["--model", simple, "--label", "0", "-n", "1"], "unconditional")
         try fails("denoise", ["--model", simple, "--label", "0", "--guidance", "2", "-n", "1"], "unconditional")
@@ -252,7 +252,7 @@ final class ModelToolTests: XCTestCase {
         try fails("guide", ["--cond", simple], stdin: Data(), "--cond and --uncond")
         var wrong = Frame(metadata: ["kind": "predict"])
         wrong["x"] = Tensor([Float](repeating: 0, count: 3), shape: [1, 3]); wrong["t"] = Tensor([Int64(5)], shape: [1])
-        try fails("guide", ["--model", simple], stdin: try encode([wrong]), "expects [N,2]")
+        try fails("guide", ["--model", simple], stdin: try encode([wrong]), "expected [N,2]")
         // A data frame of the wrong shape for --nll.
         var f3 = Frame(metadata: ["kind": "batch"]); f3["x"] = Tensor([Float](repeating: 0, count: 6), shape: [2, 3])
         try fails("denoise", ["--model", simple, "--nll"], stdin: try encode([f3]), "expected [N,2]")

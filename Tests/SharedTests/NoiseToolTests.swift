@@ -152,7 +152,7 @@ final class NoiseToolTests: XCTestCase {
         try good.write(to: URL(fileURLWithPath: batchFile))
         let cases: [(String, [String], Data, String)] = [
             ("no x", ["-t", "5"], try encode([noX]), "no tensor 'x'"),
-            ("integer x", ["-t", "5"], try encode([intX]), "dtype I64"),
+            ("integer x", ["-t", "5"], try encode([intX]), "found I64"),
             ("scalar x", ["-t", "5"], try encode([scalarX]), "shape"),
             ("t out of range", ["-t", "1000"], good, "out of range"),
             ("t list out of range", ["-t", "0,1000"], good, "out of range"),

@@ -172,20 +172,21 @@ final class SamplerTests: XCTestCase {
         // DDIM eta 0 from x_t at t = 500 is deterministic and affine: compare each sample with A x + B.
         var o = options(.ddim, steps: 25, spacing: .trailing)
         o.from = 500
-        let s = try Sampler(schedule: linear, options: o)
-        XCTAssertEqual(s.startTimestep, 500)
+        var s = try o.makeSolver(schedule: linear)
+        XCTAssertEqual(s.plan.startTimestep, 500)
         let ts = try Spacing.trailing.timesteps(count: 501, steps: 25)
         let exact = propagate(ts: ts, alphaBar: linear.alphaBar, kind: .ddim, eps: gaussianEps(mu: 0.5, sigma: 0.3))
         let p = GaussianMixturePredictor(components: [GaussianComponent(mu: 0.5, sigma: 0.3)], schedule: linear, sampleShape: [3])
         var x: [Float] = [-2, -0.5, 0, 0.3, 1, 2.5]
         let x0 = x
-        var noise = Sampler.streams(count: 2, seed: 0, firstIndex: 0), corr: [RandomStream] = []
-        try s.run(x: &x, y: nil, predictor: p, noise: &noise, correctorNoise: &corr)
+        var noise = Sampling.streams(count: 2, seed: 0, firstIndex: 0), corr: [RandomStream] = []
+        var none: Trajectory? = nil
+        try Sampling.run(x: &x, y: nil, predictor: p, solver: &s, noise: &noise, correctorNoise: &corr, trajectory: &none)
         for i in 0..<x.count { XCTAssertEqual(Double(x[i]), exact.A * Double(x0[i]) + exact.B, accuracy: 2e-5) }
         var bad = o; bad.from = 1000
-        XCTAssertThrowsError(try Sampler(schedule: linear, options: bad))
+        XCTAssertThrowsError(try bad.makeSolver(schedule: linear))
         bad.from = -1
-        XCTAssertThrowsError(try Sampler(schedule: linear, options: bad))
+        XCTAssertThrowsError(try bad.makeSolver(schedule: linear))
     }
 
     func testMixtureWeightsAfterSampling() throws {
@@ -231,13 +232,13 @@ final class SamplerTests: XCTestCase {
     func testZeroTerminalSNRStartsAtFirstFiniteStep() throws {
         let z = try Schedule.make(.linear, zeroTerminalSNR: true)
         XCTAssertEqual(z.alphaBar[999], 0)
-        let s = try Sampler(schedule: z, options: options(.ddim, steps: 10, spacing: .trailing))
-        XCTAssertEqual(s.droppedTerminal, 999)
-        XCTAssertEqual(s.startTimestep, 899)
+        let s = try options(.ddim, steps: 10, spacing: .trailing).makeSolver(schedule: z)
+        XCTAssertEqual(s.plan.droppedTerminal, 999)
+        XCTAssertEqual(s.plan.startTimestep, 899)
         let p = GaussianMixturePredictor(components: [GaussianComponent(mu: 0.5, sigma: 0.3)], schedule: z, sampleShape: [2])
         let x = try sampleInProcess(p, schedule: z, options: options(.ddim, steps: 10, spacing: .trailing), n: 50, d: 2)
         XCTAssertTrue(x.allSatisfy { $0.isFinite })
         var one = SamplerOptions(); one.steps = 1; one.spacing = .trailing
-        XCTAssertThrowsError(try Sampler(schedule: z, options: one))   // only the abar = 0 step: refused
+        XCTAssertThrowsError(try one.makeSolver(schedule: z))   // only the abar = 0 step: refused
     }
 }

@@ -86,11 +86,7 @@ func assertMoments(_ x: [Float], _ p: Propagated, k: Double = 5, _ label: String
 /// Runs a sampler in process from x_T ~ N(0, I): n samples of d values.
 func sampleInProcess(_ p: EpsPredictor, schedule: Schedule, options: SamplerOptions, n: Int, d: Int,
                      seed: UInt64 = 1, y: [Int]? = nil) throws -> [Float] {
-    let s = try Sampler(schedule: schedule, options: options)
-    var (x, noise) = Sampler.initialNoise(count: n, dimension: d, seed: seed, firstIndex: 0)
-    var corr = Sampler.streams(count: n, seed: seed, firstIndex: 0, purpose: .corrector)
-    try s.run(x: &x, y: y, predictor: p, noise: &noise, correctorNoise: &corr)
-    return x
+    try Sampling.sample(count: n, sampleShape: [d], y: y, predictor: p, options: options, schedule: schedule, seed: seed)
 }
 
 func options(_ kind: SamplerKind, steps: Int? = nil, spacing: Spacing = .leading, variance: VarianceKind = .posterior,

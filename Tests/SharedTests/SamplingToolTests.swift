@@ -101,8 +101,8 @@ final class SamplingToolTests: XCTestCase {
         let d1 = try xs(try denoise(args + ["--seed", "1"], stdin: input))
         XCTAssertEqual(d1, try xs(try denoise(args + ["--seed", "2"], stdin: input)))
         XCTAssertEqual(d1.count, 6)
-        try assertFails("denoise", ["--from", "299", "--analytic", gauss], stdin: input, "'t' = 300 but --from 299")
-        try assertFails("denoise", ["--from", "1000", "--analytic", gauss], stdin: input, "--from 1000 is outside 0 ... 999")
+        try assertFails("denoise", ["--from", "299", "--analytic", gauss], stdin: input, "'t' = 300 but the chain starts at 299")
+        try assertFails("denoise", ["--from", "1000", "--analytic", gauss], stdin: input, "start timestep 1000 is outside 0 ... 999")
         try assertFails("denoise", ["--from", "300", "--analytic", gauss, "--shape", "3"], stdin: input, "expected [N,3]")
     }
 
@@ -135,7 +135,7 @@ final class SamplingToolTests: XCTestCase {
             try assertFails("denoise", base + ["--analytic", gauss, "--shape", bad], "--shape")
         }
         try assertFails("denoise", base + ["--analytic", gauss], "--shape")
-        try assertFails("denoise", ["--analytic", gauss, "--shape", "2", "--steps", "1001"], "exceeds")
+        try assertFails("denoise", ["--analytic", gauss, "--shape", "2", "--steps", "1001"], "exceed")
         try assertFails("denoise", ["--analytic", gauss, "--shape", "2", "--steps", "0"], "at least 1")
         try assertFails("denoise", base + ["--shape", "2"], "exactly one of")
         try assertFails("denoise", base + ["--analytic", gauss, "--shape", "2", "--sampler", "euler"], "--sampler")

@@ -14,8 +14,9 @@ public func warn(_ tool: String, _ message: String) {
 }
 
 extension ParsableCommand {
-    /// Runs the command: argument errors and --help as ArgumentParser prints them,
-    /// every other failure as one line `tool: message` on stderr and exit status 1.
+    /// Runs the command. --help and --version print as ArgumentParser prints them; every failure
+    /// (a bad flag, a broken rule of an option group, a library error) is ONE line `tool: message`
+    /// on stderr and exit status 1.
     public static func runTool() {
         let name = configuration.commandName ?? String(describing: Self.self).lowercased()
         do {
@@ -28,7 +29,11 @@ extension ParsableCommand {
             warn(name, e.localizedDescription)
             Glibc.exit(1)
         } catch {
-            exit(withError: error)
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }   // --help, --version
+            let line = message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "invalid arguments"
+            warn(name, line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line)
+            Glibc.exit(1)
         }
     }
 }

@@ -1,6 +1,6 @@
 // The forward (noising) process q(x_t | x_0) of Ho et al. 2020:
 //   x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps,  eps ~ N(0, I)      (eq. 4, reparameterised)
-// and its inverse for a known eps (eq. 15):
+// and its inverse for a known eps (eq. 15, Posterior.predictX0):
 //   x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
 // Timesteps are 0-based (t = 0 .. T-1, T-1 the noisiest).
 //
@@ -26,13 +26,10 @@ public struct ForwardProcess: Sendable {
         self.b = schedule.sqrtOneMinusAlphaBar.map { Float($0) }
     }
 
-    /// x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (Ho et al. eq. 4), with the coefficients of t.
+    /// x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (Ho et al. eq. 4), with the coefficients a, b of t;
+    /// the one definition, in Float (noise, training) or Double (the bound). Its inverse is Posterior.predictX0.
     @inline(__always)
-    public static func qSample(x0: Float, eps: Float, a: Float, b: Float) -> Float { a * x0 + b * eps }
-
-    /// x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) (Ho et al. eq. 15), the inverse of qSample.
-    @inline(__always)
-    public static func predictX0(xt: Float, eps: Float, a: Float, b: Float) -> Float { (xt - b * eps) / a }
+    public static func qSample<F: BinaryFloatingPoint>(x0: F, eps: F, a: F, b: F) -> F { a * x0 + b * eps }
 
     /// t drawn uniformly from 0 ..< T for each of `count` samples whose first global index is `firstIndex`.
     public func randomTimesteps(count: Int, firstIndex: UInt64) -> [Int] {

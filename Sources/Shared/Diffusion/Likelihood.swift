@@ -35,14 +35,14 @@ public final class VariationalBound {
     public init(schedule: Schedule, predictor: EpsPredictor, variance: VarianceKind, decoder: DecoderKind, steps: Int? = nil) throws {
         guard schedule.T >= 2 else { throw DDPMError("the bound needs a schedule with T >= 2") }
         if variance == .learned && !predictor.learnsVariance {
-            throw DDPMError("--variance learned needs a model with a learned variance (trained with --loss hybrid)")
+            throw DDPMError("the learned variance needs a model with a learned variance (trained with the hybrid loss)")
         }
         if schedule.alphaBar.contains(0) {
             throw DDPMError("the variational bound is undefined with alpha_bar = 0 (zero terminal SNR): x_0 cannot be predicted from eps there")
         }
         let n = schedule.T - 1
         let k = steps ?? n
-        guard k >= 1 && k <= n else { throw DDPMError("--nll-steps must lie in 1 ... \(n) (T - 1), got \(k)") }
+        guard k >= 1 && k <= n else { throw DDPMError("the number of strata must lie in 1 ... \(n) (T - 1), got \(k)") }
         self.schedule = schedule
         self.predictor = predictor
         self.variance = variance
@@ -92,21 +92,12 @@ public final class VariationalBound {
             for s in 0..<n {
                 let sa = schedule.sqrtAlphaBar[ts[s]], so = schedule.sqrtOneMinusAlphaBar[ts[s]]
                 for i in s * m ..< (s + 1) * m {
-                    // x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps  (Ho et al. eq. 4)
-                    xt[i] = Float(sa * Double(x0[i]) + so * Double(streams[s].nextNormal()))
+                    xt[i] = Float(ForwardProcess.qSample(x0: Double(x0[i]), eps: Double(streams[s].nextNormal()), a: sa, b: so))
                 }
             }
             let t = stratum.lowerBound
-            let p = try predictor.checkedPredict(x: xt, t: ts, y: y)
-            try Sampler.checkFinite(p.eps, "eps", t: t)
-            let v: [Float]
-            if variance == .learned {
-                guard let pv = p.v else { throw DDPMError("the predictor answered no 'v' at t = \(t)") }
-                try Sampler.checkFinite(pv, "v", t: t)
-                v = pv
-            } else {
-                v = [Float](repeating: fixedV, count: n * m)
-            }
+            let p = try Sampling.predict(predictor, x: xt, t: ts, y: y, variance: variance == .learned)
+            let v = p.v.flatMap { variance == .learned ? $0 : nil } ?? [Float](repeating: fixedV, count: n * m)
             let w = Double(stratum.count)
             var sum = 0.0
             x0.withUnsafeBufferPointer { x0p in

@@ -45,42 +45,42 @@ public func runNoise(_ options: NoiseOptions, reader: FrameReader, writer: Frame
     }
     // Read the next frame while this one is noised and written.
     let input = FramePrefetcher(reader)
+    var rules = BatchRules()
+    rules.ranks = Set(0...8)
+    rules.timesteps = false
+    rules.readLabels = false
+    rules.allowEmpty = true
     var sampleIndex: UInt64 = 0
     while let frame = try input.next() {
         frameNumber += 1
         let outputs: [Frame]
         do {
-            outputs = try noiseFrame(frame, process: process, fixed: fixed, firstIndex: sampleIndex,
+            if frame.kind == "schedule" {
+                throw DDPMError("frame \(frameNumber): unexpected schedule frame: a schedule frame is accepted only first on the stream, and not together with a schedule file")
+            }
+            let batch = try Batch(frame: frame, index: frameNumber, rules: rules)
+            outputs = try noiseFrame(batch, process: process, fixed: fixed, firstIndex: sampleIndex,
                                      threads: options.threads, sampleCount: &sampleIndex)
         } catch let e as DDPMError {
-            throw DDPMError("\(reader.name): frame \(frameNumber): \(e.message)")
+            throw DDPMError("\(reader.name): \(e.message)")
         }
         for f in outputs { try writer.write(f) }
     }
 }
 
-/// Noises one frame; `sampleCount` advances by the frame's N.
-func noiseFrame(_ frame: Frame, process: ForwardProcess, fixed: [Int]?, firstIndex: UInt64,
+/// Noises one validated frame; `sampleCount` advances by the frame's N.
+func noiseFrame(_ batch: Batch, process: ForwardProcess, fixed: [Int]?, firstIndex: UInt64,
                 threads: Int, sampleCount: inout UInt64) throws -> [Frame] {
-    if frame.kind == "schedule" {
-        throw DDPMError("unexpected schedule frame: a schedule frame is accepted only first on the stream, and not together with --schedule")
-    }
-    let x = try frame.require("x")
-    guard x.shape.count >= 1 else { throw DDPMError("tensor 'x' must have shape [N, ...], got a scalar") }
-    let N = x.shape[0]
-    let D = N == 0 ? 0 : x.count / N
-    let values: [Float]
-    switch x.storage {
-    case .f32(let v): values = v
-    case .f64(let v): values = v.map { Float($0) }
-    default: throw DDPMError("tensor 'x' has dtype \(x.dtype.rawValue); noise needs F32 (or F64, converted to F32)")
-    }
+    let frame = batch.frame
+    let shape = frame["x"]!.shape
+    let N = shape[0]
+    let D = batch.sampleSize
     let schedule = process.schedule
     let timesteps: [[Int]] = fixed.map { list in list.map { [Int](repeating: $0, count: N) } }
         ?? [process.randomTimesteps(count: N, firstIndex: firstIndex)]
     var eps: [Float] = [], xts: [[Float]] = timesteps.map { _ in [] }
     if N > 0 && D > 0 {
-        (eps, xts) = try values.withUnsafeBufferPointer {
+        (eps, xts) = try batch.x.withUnsafeBufferPointer {
             try process.apply(x0: $0, sampleSize: D, firstIndex: firstIndex, timesteps: timesteps, threads: threads)
         }
     }
@@ -88,9 +88,9 @@ func noiseFrame(_ frame: Frame, process: ForwardProcess, fixed: [Int]?, firstInd
     var out: [Frame] = []
     for (k, ts) in timesteps.enumerated() {
         var f = frame
-        f["x"] = Tensor(xts[k], shape: x.shape)
+        f["x"] = Tensor(xts[k], shape: shape)
         f["t"] = Tensor(ts.map { Int64($0) }, shape: [N])
-        f["eps"] = Tensor(eps, shape: x.shape)
+        f["eps"] = Tensor(eps, shape: shape)
         if f.kind == nil { f.kind = "batch" }
         f.metadata["tool"] = "noise"
         f.metadata["seed"] = String(process.seed)

@@ -35,19 +35,3 @@ public enum Posterior {
         -eps / (1 - abar).squareRoot()
     }
 }
-
-/// DDIM (Song, Meng & Ermon 2021).
-public enum DDIM {
-    /// sigma_t(eta) = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev)  (eq. 16).
-    @inline(__always)
-    public static func sigma(eta: Double, alphaBar abar: Double, alphaBarPrev prev: Double) -> Double {
-        guard eta != 0, abar < 1 else { return 0 }
-        return eta * ((1 - prev) / (1 - abar)).squareRoot() * max(0, 1 - abar / prev).squareRoot()
-    }
-
-    /// x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z  (eq. 12).
-    @inline(__always)
-    public static func step(x0: Double, eps: Double, alphaBarPrev prev: Double, sigma: Double, z: Double) -> Double {
-        prev.squareRoot() * x0 + max(0, 1 - prev - sigma * sigma).squareRoot() * eps + sigma * z
-    }
-}

@@ -83,9 +83,9 @@ public struct Schedule: Sendable {
         }
         let b0 = betaStart ?? defaults.0, b1 = betaEnd ?? defaults.1
         if kind != .cosine {
-            guard b0 > 0, b0 < 1 else { throw DDPMError("--beta-start must lie in (0, 1), got \(b0)") }
-            guard b1 > 0, b1 < 1 else { throw DDPMError("--beta-end must lie in (0, 1), got \(b1)") }
-            guard b0 <= b1 else { throw DDPMError("--beta-start (\(b0)) must not exceed --beta-end (\(b1))") }
+            guard b0 > 0, b0 < 1 else { throw DDPMError("beta_start must lie in (0, 1), got \(b0)") }
+            guard b1 > 0, b1 < 1 else { throw DDPMError("beta_end must lie in (0, 1), got \(b1)") }
+            guard b0 <= b1 else { throw DDPMError("beta_start (\(b0)) must not exceed beta_end (\(b1))") }
         }
         func linspace(_ a: Double, _ b: Double) -> [Double] {
             T == 1 ? [a] : (0..<T).map { a + (b - a) * Double($0) / Double(T - 1) }
@@ -117,7 +117,7 @@ public struct Schedule: Sendable {
     /// Lin et al. 2024, Algorithm 1: shift and scale sqrt(abar) so that it is 0 at
     /// the last step and unchanged at the first, then recover the betas.
     public static func rescaleZeroTerminalSNR(_ betas: [Double]) throws -> [Double] {
-        guard betas.count >= 2 else { throw DDPMError("--zero-terminal-snr needs T >= 2") }
+        guard betas.count >= 2 else { throw DDPMError("a zero-terminal-SNR schedule needs T >= 2") }
         var s = [Double](), p = 1.0
         for b in betas { p *= 1 - b; s.append(p.squareRoot()) }
         let s0 = s[0], sT = s[s.count - 1]
@@ -170,7 +170,7 @@ public struct Schedule: Sendable {
     /// Loads the schedule in a file (its first frame).
     public static func load(path: String) throws -> Schedule {
         do { return try Schedule(frame: try Frame.load(path: path)) }
-        catch let e as DDPMError { throw DDPMError("--schedule \(path): \(e.message)") }
+        catch let e as DDPMError { throw DDPMError("schedule file \(path): \(e.message)") }
     }
 
     /// The `--text` table: a header row, then one TSV row per t.

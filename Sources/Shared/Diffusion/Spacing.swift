@@ -14,8 +14,8 @@ public enum Spacing: String, CaseIterable, Sendable {
     /// The visited timesteps, ascending, distinct, within 0 ..< count.
     public func timesteps(count n: Int, steps k: Int) throws -> [Int] {
         guard n >= 1 else { throw DDPMError("no timesteps to sample over") }
-        guard k >= 1 else { throw DDPMError("--steps must be at least 1, got \(k)") }
-        guard k <= n else { throw DDPMError("--steps \(k) exceeds the \(n) timesteps available (0 ... \(n - 1))") }
+        guard k >= 1 else { throw DDPMError("the number of sampling steps must be at least 1, got \(k)") }
+        guard k <= n else { throw DDPMError("\(k) sampling steps exceed the \(n) timesteps available (0 ... \(n - 1))") }
         var ts: [Int]
         switch self {
         case .linspace:

@@ -17,6 +17,8 @@ public struct BatchRules: Sendable {
     /// `allowNull`), K = 0 refuses labels.
     public var classes: Int? = nil
     public var allowNull = false
+    /// false: 'y' is not read at all.
+    public var readLabels = true
     /// 'x' may hold NaN or infinity.
     public var allowNonFinite = false
     /// Zero samples (N = 0) are accepted.
@@ -39,7 +41,8 @@ public struct Batch {
     public var y: [Int]?
     /// The frame it came from (metadata and other tensors pass through).
     public var frame: Frame
-    public var count: Int { sampleShape.isEmpty ? 0 : x.count / max(1, sampleShape.reduce(1, *)) }
+    /// N, the samples of the frame.
+    public let count: Int
     public var sampleSize: Int { sampleShape.reduce(1, *) }
 
     /// Validates `frame` (number `index` in its stream, 1-based) against `rules`.
@@ -74,7 +77,8 @@ public struct Batch {
             throw fail("no tensor 't' (timesteps, one per sample)")
         }
         var y: [Int]? = nil
-        if let k = rules.classes, let yt = frame["y"] {
+        if !rules.readLabels {
+        } else if let k = rules.classes, let yt = frame["y"] {
             guard k > 0 else { throw fail("'y' given, but the model is unconditional (trained without labels)") }
             let ys = try Batch.integers(yt, name: "y", count: n, frame: index)
             let top = rules.allowNull ? k : k - 1
@@ -89,6 +93,7 @@ public struct Batch {
             y = ys
         }
         self.x = values
+        self.count = n
         self.sampleShape = shape
         self.t = t
         self.y = y

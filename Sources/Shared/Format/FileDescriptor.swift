@@ -28,3 +28,14 @@ public enum FileDescriptor {
         }
     }
 }
+
+/// Text written to a file descriptor (stdout by default), every write checked: a full disk or a
+/// closed pipe is an error, never a lost result.
+public struct TextOutput {
+    public let fd: Int32
+    public init(fd: Int32 = 1) { self.fd = fd }
+    public func write(_ text: String) throws {
+        var bytes = Array(text.utf8)
+        try bytes.withUnsafeMutableBytes { try FileDescriptor.writeFully(fd, UnsafeRawBufferPointer($0)) }
+    }
+}

@@ -1,0 +1,105 @@
+// The option groups of the sampling tools (`denoise`, `guide`): the predictor and the sampler.
+// Every cross-flag rule sits in one validate() per group; each group builds typed library values
+// (PredictorSpec, SamplerOptions) that never name a flag.
+import ArgumentParser
+
+extension SamplerKind: ExpressibleByArgument {}
+extension VarianceKind: ExpressibleByArgument {}
+extension Spacing: ExpressibleByArgument {}
+extension WeightChoice: ExpressibleByArgument {}
+extension DecoderKind: ExpressibleByArgument {}
+
+/// The noise predictor of `denoise`: a model file, a predictor process or an analytic one, with
+/// classifier-free or classifier guidance.
+public struct PredictorArguments: ParsableArguments {
+    @Option(help: "Model file written by train: its network predicts eps (and v); its schedule and data shape are used.")
+    public var model: String?
+    @Option(help: "Weights of --model: ema or raw.") public var weights: WeightChoice = .ema
+    @Option(help: "Predictor command, run once via /bin/sh -c, answering 'eps' (and 'v') frames for 'x','t','y' frames.")
+    public var predictor: String?
+    @Option(help: "In-process analytic predictor: 'gaussian mu=M sigma=S [v=V] [null=M,S]' or 'mixture mu=M1,M2 sigma=S1,S2 [weight=W1,W2] [v=V] [null=M,S]'.")
+    public var analytic: String?
+    @Option(help: "Class label for every sample (else 'y' of the input frames).") public var label: Int?
+    @Option(help: "Classifier-free guidance scale W: eps_uncond + W (eps_cond - eps_uncond); W = 1 is plain conditional.")
+    public var guidance: Double?
+    @Option(help: "Guidance rescale phi (Lin et al. 2024, eq. 15-16), with --guidance.") public var guidanceRescale: Double = 0
+    @Option(help: "Noise-aware classifier file (train --classifier) for classifier guidance, with --classifier-scale and --label.")
+    public var classifier: String?
+    @Option(help: "Classifier guidance scale S: eps - sqrt(1 - abar_t) S grad_x log p(y | x_t).") public var classifierScale: Double = 1
+    @Option(help: "Seconds to wait for each predictor answer.") public var timeout: Double = 600
+
+    public init() {}
+
+    public func validate() throws {
+        guard [model != nil, predictor != nil, analytic != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --model FILE, --predictor 'CMD' or --analytic 'SPEC'")
+        }
+        if weights != .ema && model == nil { throw ValidationError("--weights applies to --model") }
+        if classifier != nil && guidance != nil { throw ValidationError("--classifier and --guidance exclude each other") }
+        if classifier != nil && model == nil { throw ValidationError("--classifier needs --model") }
+        guard classifierScale.isFinite else { throw ValidationError("--classifier-scale must be finite") }
+        if let guidance, !guidance.isFinite { throw ValidationError("--guidance must be finite") }
+        guard guidanceRescale >= 0 && guidanceRescale <= 1 else { throw ValidationError("--guidance-rescale must lie in [0, 1]") }
+        if guidanceRescale != 0 && guidance == nil { throw ValidationError("--guidance-rescale needs --guidance") }
+        if let label, label < 0 { throw ValidationError("--label must be >= 0") }
+        guard timeout > 0 && timeout.isFinite else { throw ValidationError("--timeout must be > 0") }
+    }
+
+    /// The typed predictor; `answersV`: a predictor process is asked for v (a learned variance).
+    public func spec(answersV: Bool = false) -> PredictorSpec {
+        let source: PredictorSource = model.map { .model($0) } ?? predictor.map { .process($0, timeout: timeout) } ?? .analytic(analytic!)
+        var s = PredictorSpec(source: source)
+        s.weights = weights
+        s.label = label
+        s.processAnswersV = answersV
+        if let classifier { s.guidance = .classifier(path: classifier, scale: classifierScale) }
+        if let guidance { s.guidance = .classifierFree(scale: guidance, rescale: guidanceRescale) }
+        return s
+    }
+
+    /// The guidance flags, for commands that refuse them.
+    public var guided: Bool { guidance != nil || classifier != nil }
+}
+
+/// The reverse chain of `denoise`.
+public struct SamplerArguments: ParsableArguments {
+    @Option(help: "ddpm (Ho et al. Algorithm 2) or ddim (Song et al. eq. 12).") public var sampler: SamplerKind = .ddpm
+    @Option(help: "DDIM eta (0: deterministic, 1: DDPM-like variance).") public var eta: Double = 0
+    @Option(help: "DDPM variance: beta, posterior (beta~) or learned (predictor answers v). Default: learned for a --model with a learned variance, else posterior.")
+    public var variance: VarianceKind?
+    @Option(help: "Number of sampling steps K (default: every timestep).") public var steps: Int?
+    @Option(help: "Timestep spacing for --steps: leading, trailing or linspace (docs/FORMAT.md).") public var spacing: Spacing = .leading
+    @Flag(help: "Clip the predicted x_0 to [-1, 1] (the mean/eps are recomputed from it).") public var clip = false
+    @Option(help: "Langevin corrector steps after each reverse step (Song et al. 2021, Algorithm 5).") public var correctorSteps: Int = 0
+    @Option(help: "Corrector signal-to-noise ratio r.") public var snr: Double = 0.16
+
+    public init() {}
+
+    public func validate() throws {
+        if sampler == .ddim && variance == .learned { throw ValidationError("--variance learned applies to --sampler ddpm (DDIM uses eta)") }
+        if sampler == .ddpm && eta != 0 { throw ValidationError("--eta applies to --sampler ddim") }
+        guard eta >= 0 && eta.isFinite else { throw ValidationError("--eta must be >= 0, got \(eta)") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
+        guard correctorSteps >= 0 && correctorSteps <= 1000 else { throw ValidationError("--corrector-steps must lie in 0 ... 1000") }
+        guard snr > 0 && snr.isFinite else { throw ValidationError("--snr must be > 0, got \(snr)") }
+    }
+
+    /// The typed chain; `defaultVariance` when --variance is not given.
+    public func options(from: Int?, defaultVariance: VarianceKind) -> SamplerOptions {
+        var o = SamplerOptions()
+        o.kind = sampler; o.eta = eta; o.variance = variance ?? defaultVariance; o.steps = steps
+        o.spacing = spacing; o.from = from; o.clip = clip
+        o.correctorSteps = correctorSteps; o.snr = snr
+        return o
+    }
+}
+
+/// The variational-bound flags (`denoise nll`, and `denoise --nll`).
+public struct BoundArguments: ParsableArguments {
+    @Flag(help: "With --nll: print each term of the bound (TSV: t, mean term in bits/dim).") public var terms = false
+    @Option(help: "With --nll: estimate the sum over t = 1..T-1 from K timesteps (default: all T-1).") public var nllSteps: Int?
+    @Option(help: "With --nll: the t = 0 term, discretized-8bit (images from 8-bit pixels) or gaussian (a density). Default: the model's, else discretized-8bit for [N,C,H,W] and gaussian for [N,D].")
+    public var decoder: DecoderKind?
+    public init() {}
+    public var given: Bool { terms || nllSteps != nil || decoder != nil }
+}

@@ -1,0 +1,114 @@
+// Which timesteps a sampler visits and the schedule re-derived on them: the `set_timesteps` half
+// of a sampler (diffusers' schedulers), shared by every reverse step (DDPM.swift, DDIM.swift).
+//
+// Level i of K is timestep t_i (ascending, t_0 < ... < t_{K-1}); step i goes from t_i to
+// t_{i-1}, and below t_0 lies x_0 (abar = 1). `chain` is `Schedule.respaced(timesteps)`
+// (Spacing.swift), so chain.alphaBar[i] = alphaBar[t_i] and the posterior coefficients are those
+// of the shorter chain. A first timestep with abar = 0 (zero terminal SNR) is dropped: eps-
+// prediction cannot give x_0 there, so the chain starts at the next one, from N(0, I).
+import Foundation
+
+public enum SamplerKind: String, CaseIterable, Sendable { case ddpm, ddim }
+public enum VarianceKind: String, CaseIterable, Sendable { case beta, posterior, learned }
+
+/// Everything that chooses a reverse chain, typed (the tools' sampler option group builds it).
+public struct SamplerOptions: Sendable, Equatable {
+    public var kind: SamplerKind = .ddpm
+    /// DDIM's eta (0: deterministic).
+    public var eta: Double = 0
+    /// DDPM's variance.
+    public var variance: VarianceKind = .posterior
+    /// nil: every timestep of 0 ... from.
+    public var steps: Int? = nil
+    public var spacing: Spacing = .leading
+    /// The timestep the chain starts from (nil: T - 1).
+    public var from: Int? = nil
+    /// Clip the predicted x_0 to [-1, 1].
+    public var clip = false
+    /// Langevin corrector steps after each reverse step, and their signal-to-noise ratio.
+    public var correctorSteps = 0
+    public var snr = 0.16
+    public init() {}
+
+    /// Range checks of the values themselves (the schedule's are in `SamplingPlan`).
+    public func validate() throws {
+        guard eta >= 0 && eta.isFinite else { throw DDPMError("DDIM eta must be finite and >= 0, got \(eta)") }
+        guard correctorSteps >= 0 && correctorSteps <= 1000 else { throw DDPMError("corrector steps must lie in 0 ... 1000, got \(correctorSteps)") }
+        guard snr > 0 && snr.isFinite else { throw DDPMError("corrector signal-to-noise ratio must be finite and > 0, got \(snr)") }
+        if kind == .ddim && variance == .learned { throw DDPMError("DDIM has no learned variance (its noise is set by eta)") }
+        if kind == .ddpm && eta != 0 { throw DDPMError("eta \(eta) applies to DDIM, not to DDPM") }
+    }
+
+    /// The reverse step of this kind on `schedule`.
+    public func makeSolver(schedule: Schedule) throws -> any ReverseSolver {
+        try validate()
+        let plan = try SamplingPlan(schedule: schedule, from: from, steps: steps, spacing: spacing)
+        switch kind {
+        case .ddpm: return DDPMStep(plan: plan, variance: variance, clip: clip)
+        case .ddim: return DDIMStep(plan: plan, eta: eta, clip: clip)
+        }
+    }
+
+    public func makeCorrector(plan: SamplingPlan) -> LangevinCorrector? {
+        correctorSteps > 0 ? LangevinCorrector(plan: plan, steps: correctorSteps, snr: snr) : nil
+    }
+}
+
+public struct SamplingPlan: Sendable {
+    public let schedule: Schedule
+    /// Visited timesteps of the full schedule, ascending.
+    public let timesteps: [Int]
+    /// The schedule re-derived on `timesteps`.
+    public let chain: Schedule
+    /// The abar = 0 timestep dropped from the start, if any.
+    public let droppedTerminal: Int?
+
+    public init(schedule: Schedule, from: Int? = nil, steps: Int? = nil, spacing: Spacing = .leading) throws {
+        let from = from ?? schedule.T - 1
+        guard from >= 0 && from < schedule.T else {
+            throw DDPMError("start timestep \(from) is outside 0 ... \(schedule.T - 1) (the schedule has T = \(schedule.T))")
+        }
+        var ts = try spacing.timesteps(count: from + 1, steps: steps ?? from + 1)
+        var dropped: Int? = nil
+        if let last = ts.last, schedule.alphaBar[last] == 0 {
+            dropped = last
+            ts.removeLast()
+            guard !ts.isEmpty else {
+                throw DDPMError("alpha_bar = 0 at t = \(last) (zero terminal SNR) and no other step is left: eps-prediction cannot predict x_0 there; use more steps")
+            }
+        }
+        self.schedule = schedule
+        timesteps = ts
+        droppedTerminal = dropped
+        chain = try schedule.respaced(ts)
+    }
+
+    public var startTimestep: Int { timesteps.last! }
+    public var stepCount: Int { timesteps.count }
+    /// abar of level i and of the level below it (1 below level 0).
+    @inline(__always) func alphaBars(_ i: Int) -> (Double, Double) { (chain.alphaBar[i], i > 0 ? chain.alphaBar[i - 1] : 1.0) }
+}
+
+/// One reverse step: the `step` half of a sampler. The caller keeps the loop (Sample.swift):
+/// for i = K-1 ... 0, ask the predictor at t_i, then `step(level: i, ...)`. A solver that keeps a
+/// history of predictions (multistep) holds it in its own state, hence `mutating`.
+public protocol ReverseSolver {
+    var plan: SamplingPlan { get }
+    /// The predictor must answer v (a learned variance) for this solver.
+    var needsVariance: Bool { get }
+    /// x (n samples of d values at level i) -> x at level i - 1 (x_0 for i = 0), in place; `x0`
+    /// receives the predicted x_0; sample s draws its z from noise[s], and only when it adds noise.
+    mutating func step(level i: Int, x: inout [Float], prediction p: Prediction, sampleSize d: Int,
+                       x0: inout [Float], noise: inout [RandomStream]) throws
+}
+
+extension Posterior {
+    /// x0^ from eps (eq. 4 solved for x_0), optionally clipped to [-1, 1] with eps recomputed from it.
+    @inline(__always)
+    static func estimate(xt: Double, eps: Double, alphaBar abar: Double, clip: Bool) -> (x0: Double, eps: Double) {
+        let x0 = predictX0(xt: xt, eps: eps, alphaBar: abar)
+        guard clip else { return (x0, eps) }
+        let c = min(1, max(-1, x0))
+        return (c, predictEps(xt: xt, x0: c, alphaBar: abar))
+    }
+}

@@ -1,0 +1,120 @@
+// `denoise`: samples from x_T ~ N(0, I), or SDEdit from x_t frames on the input (Meng et al.
+// 2022), through the sampling loop of Diffusion/Sampling/Sample.swift. Output: frames of kind
+// 'batch' (x, and y when labelled), preceded per batch by its 'trajectory' frames when asked.
+
+public struct SampleJob {
+    public let setup: PredictorSetup
+    public let options: SamplerOptions
+    public let sampleShape: [Int]
+    public var count = 16
+    public var seed: UInt64 = 0
+    public var batch = 256
+    public var offset = 0
+    public var every = 0
+    public var quiet = false
+
+    public init(setup: PredictorSetup, options: SamplerOptions, sampleShape: [Int]) {
+        self.setup = setup; self.options = options; self.sampleShape = sampleShape
+    }
+
+    /// The variance a sampler uses by default: the model's learned one for DDPM when it has one.
+    public static func defaultVariance(setup: PredictorSetup, kind: SamplerKind) -> VarianceKind {
+        setup.model != nil && setup.base.learnsVariance && kind == .ddpm ? .learned : .posterior
+    }
+
+    /// `reader`: the x_t frames for SDEdit (options.from set), nil to sample from noise.
+    public func run(reader: FrameReader?, writer: FrameWriter) throws {
+        guard count >= 0, batch >= 1, offset >= 0, every >= 0 else {
+            throw DDPMError("sample count \(count), batch \(batch), offset \(offset) and trajectory period \(every) must be >= 0 (batch >= 1)")
+        }
+        let sched = setup.schedule
+        let template = try options.makeSolver(schedule: sched)
+        let plan = template.plan
+        let label = setup.spec.label
+        if case .classifier? = setup.spec.guidance, label == nil, reader == nil {
+            throw DDPMError("classifier guidance needs a label (or 'y' in the input frames)")
+        }
+        if let k = setup.classes, k > 0, label == nil, setup.spec.guidance == nil, reader == nil, !quiet {
+            warn("denoise", "no label: sampling the conditional model's null class (unconditional samples)")
+        }
+        if let dropped = plan.droppedTerminal {
+            warn("denoise", "alpha_bar = 0 at t = \(dropped) (zero terminal SNR): eps-prediction cannot give x_0 there, so sampling starts at t = \(plan.startTimestep) from N(0, I) (\(plan.stepCount) steps)")
+        }
+        if let from = options.from, plan.startTimestep != from {
+            warn("denoise", "spacing \(options.spacing.rawValue) with \(plan.stepCount) steps starts at t = \(plan.startTimestep), not at \(from); the input is treated as x at t = \(plan.startTimestep) (trailing or linspace spacing starts exactly at \(from))")
+        }
+        var meta = setup.metadata(readsInput: reader != nil)
+        meta["tool"] = "denoise"; meta["seed"] = String(seed)
+        meta["sampler"] = options.kind.rawValue; meta["steps"] = String(plan.stepCount); meta["spacing"] = options.spacing.rawValue
+        meta["eta"] = "\(options.eta)"; meta["variance"] = options.variance.rawValue; meta["clip"] = String(options.clip)
+        meta["start_t"] = String(plan.startTimestep); meta["corrector_steps"] = String(options.correctorSteps)
+        if options.correctorSteps > 0 { meta["snr"] = "\(options.snr)" }
+        if let from = options.from { meta["from"] = String(from) }
+        if let d = plan.droppedTerminal { meta["dropped_terminal_t"] = String(d) }
+        let corrector = options.makeCorrector(plan: plan)
+        let d = sampleShape.reduce(1, *)
+
+        // One batch: the loop, then its trajectory frames and the batch frame.
+        func runBatch(x: inout [Float], y: [Int]?, first: Int, streams: [RandomStream]?, progress: Progress, done: Int) throws {
+            let b = x.count / d
+            var noise = streams ?? Sampling.streams(count: b, seed: seed, firstIndex: first)
+            var corr = corrector != nil ? Sampling.streams(count: b, seed: seed, firstIndex: first, purpose: .corrector) : []
+            var trajectory: Trajectory? = every > 0 ? Trajectory(every: every) : nil
+            var solver = template   // a fresh copy: a multistep solver's history is per batch
+            try Sampling.run(x: &x, y: y, predictor: setup.predictor, solver: &solver, noise: &noise, corrector: corrector,
+                             correctorNoise: &corr, trajectory: &trajectory, progress: progress, progressBase: done)
+            for k in trajectory?.frames ?? [] {
+                var f = Frame(metadata: meta)
+                f.kind = "trajectory"
+                f.metadata["t"] = String(k.t); f.metadata["step"] = String(k.step); f.metadata["first_index"] = String(first)
+                f["x"] = Tensor(k.x, shape: [b] + sampleShape)
+                f["x0_pred"] = Tensor(k.x0, shape: [b] + sampleShape)
+                if let y { f["y"] = Tensor(y.map { Int64($0) }, shape: [b]) }
+                try writer.write(f)
+            }
+            var f = Frame(metadata: meta)
+            f.kind = "batch"
+            f.metadata["first_index"] = String(first)
+            f["x"] = Tensor(x, shape: [b] + sampleShape)
+            if let y { f["y"] = Tensor(y.map { Int64($0) }, shape: [b]) }
+            try writer.write(f)
+        }
+
+        if let reader {
+            // SDEdit: x_t frames in, denoised frames out; every sample starts at the same timestep.
+            var rules = setup.rules(sampleShape: sampleShape)
+            rules.T = sched.T
+            var index = offset
+            var frameNo = 0
+            while let f = try reader.next() {
+                frameNo += 1
+                let input = try Batch(frame: f, index: frameNo, rules: rules)
+                if let from = options.from, let bad = input.t?.first(where: { $0 != from }) {
+                    throw DDPMError("frame \(frameNo): 't' = \(bad) but the chain starts at \(from); every sample must start at the same timestep")
+                }
+                let b = input.count
+                let y = try setup.labels(frameLabels: input.y, count: b, frame: frameNo)
+                let progress = Progress(label: "denoise", total: b * plan.stepCount, quiet: quiet)
+                var start = 0
+                while start < b {
+                    let m = min(batch, b - start)
+                    var x = Array(input.x[start * d ..< (start + m) * d])
+                    try runBatch(x: &x, y: y.map { Array($0[start ..< start + m]) }, first: index, streams: nil,
+                                 progress: progress, done: start * plan.stepCount)
+                    index += m; start += m
+                }
+            }
+            return
+        }
+        if setup.needsLabels && label == nil { throw DDPMError("guidance needs a label (or 'y' in the input frames)") }
+        let progress = Progress(label: "denoise", total: count * plan.stepCount, quiet: quiet)
+        var done = 0
+        while done < count {
+            let m = min(batch, count - done)
+            var (x, streams) = Sampling.initialNoise(count: m, dimension: d, seed: seed, firstIndex: offset + done)
+            let y = label.map { Array(repeating: $0, count: m) }
+            try runBatch(x: &x, y: y, first: offset + done, streams: streams, progress: progress, done: done * plan.stepCount)
+            done += m
+        }
+    }
+}
