@@ -34,7 +34,7 @@ tensor from-idx "$IMAGES" "$LABELS" --limit 8 > digits8.st
 # Training: MLP (simple and hybrid), U-Net (conditional), classifiers.
 train --data roll.st --arch mlp --width 64 --depth 2 --steps 300 --batch 128 --seed 1 $q -o mlp.st
 train --data roll.st --arch mlp --width 64 --depth 2 --steps 200 --batch 128 --loss hybrid --seed 2 $q -o mlp-hybrid.st
-train --data roll.st --arch mlp --width 64 --depth 2 --steps 200 --batch 128 --seed 1 --checkpoint ck.st --every 100 $q -o /dev/null
+train --data roll.st --arch mlp --width 64 --depth 2 --steps 200 --batch 128 --seed 1 --checkpoint ck.st --every 100 $q -o ck-run.bin
 train --data roll.st --resume ck.st --steps 300 $q -o mlp-resumed.st
 train --data digits.st --channels 8 --mults 1,2 --res-blocks 1 --attn 14 --dropout 0 --batch 16 --lr 1e-3 --steps 40 --seed 1 $q -o unet.st
 train --data digits.st --channels 8 --mults 1,2 --res-blocks 1 --attn "" --loss hybrid --batch 8 --steps 20 --seed 2 $q -o unet-hybrid.st

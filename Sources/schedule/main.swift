@@ -40,6 +40,12 @@ struct ScheduleTool: ParsableCommand {
     @Flag(help: "Rescale so alpha_bar at t = T-1 is exactly 0 (Lin et al. 2024, Algorithm 1).") var zeroTerminalSnr = false
     @Flag(help: "Print a TSV table (header row: t, beta, alpha, alpha_bar, ..., snr) instead of a frame.") var text = false
 
+    func validate() throws {
+        if kind == .cosine && (betaStart != nil || betaEnd != nil) {
+            throw ValidationError("--beta-start/--beta-end do not apply to --cosine")
+        }
+    }
+
     func run() throws {
         let mapped: ScheduleKind
         switch kind {
@@ -49,12 +55,9 @@ struct ScheduleTool: ParsableCommand {
         case .sigmoid: mapped = .sigmoid
         case .quadratic: mapped = .quadratic
         }
-        if mapped == .cosine && (betaStart != nil || betaEnd != nil) {
-            throw DDPMError("--beta-start/--beta-end do not apply to --cosine")
-        }
         let s = try Schedule.make(mapped, T: steps, betaStart: betaStart, betaEnd: betaEnd, zeroTerminalSNR: zeroTerminalSnr)
         if text {
-            print(s.table(), terminator: "")
+            try TextOutput().write(s.table())
         } else {
             try FrameWriter().write(s.frame())
         }

@@ -9,9 +9,11 @@ import Glibc
 public let toolkitVersion = "0.1.0"
 
 /// Prints a one-line message on stderr, prefixed with the tool's name.
-public func warn(_ tool: String, _ message: String) {
-    FileHandle.standardError.write("\(tool): \(message)\n".data(using: .utf8)!)
-}
+public func warn(_ tool: String, _ message: String) { writeStderr("\(tool): \(message)\n") }
+
+/// Diagnostics on stderr. A closed or full stderr loses them but never stops the work (the exit
+/// status still tells): no trap, unlike FileHandle's write.
+public func writeStderr(_ text: String) { try? TextOutput(fd: 2).write(text) }
 
 extension ParsableCommand {
     /// Runs the command. --help and --version print as ArgumentParser prints them; every failure
@@ -83,10 +85,9 @@ public final class Progress {
             let width = 24
             let filled = Int(Double(width) * Double(done) / Double(total))
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-            FileHandle.standardError.write("\r\(label) [\(bar)] \(info)\u{1B}[K".data(using: .utf8)!)
-            if finished { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+            writeStderr("\r\(label) [\(bar)] \(info)\u{1B}[K" + (finished ? "\n" : ""))
         } else {
-            FileHandle.standardError.write("\(label): \(info)\n".data(using: .utf8)!)
+            writeStderr("\(label): \(info)\n")
         }
     }
 

@@ -3,6 +3,12 @@
 // frame (kind "predict": x F32 [N, ...], t I64 [N], y I64 [N] when conditional)
 // to its stdin and read one frame with eps F32 (same shape as x) and, for a
 // learned variance, v from its stdout. Its stderr is ours.
+//
+// Nothing it does can hang us: every call (writing the request and reading the whole answer) runs
+// under a watchdog that stops the predictor's process group at the deadline, which ends a blocked
+// write (EPIPE) or read (end of file). An answer must match its request (shape, and the 'call'
+// number when the answer carries one), and no frame may arrive unasked. When we are ended by
+// SIGTERM, SIGHUP or SIGINT, the predictor's process group is ended with us.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -23,6 +29,10 @@ public final class ExternalPredictor: EpsPredictor {
     private var calls = 0
     private var closed = false
     private var exitStatus: Int32? = nil
+    /// The watchdog's state: the call it guards (0: none) and whether it fired.
+    private let watch = NSLock()
+    private var guarded = 0
+    private var fired = false
 
     public var describe: String { command }
 
@@ -64,6 +74,7 @@ public final class ExternalPredictor: EpsPredictor {
         Pipes.enlarge(toChild)
         writer = try FrameWriter(fd: toChild, allowTerminal: true)
         reader = FrameReader(fd: fromChild, name: "predictor")
+        PredictorProcesses.register(child)
     }
 
     deinit { close() }
@@ -75,6 +86,7 @@ public final class ExternalPredictor: EpsPredictor {
         Glibc.close(toChild)
         if !waitExit(seconds: 5) { kill(-pid, SIGTERM); if !waitExit(seconds: 2) { kill(-pid, SIGKILL); _ = waitExit(seconds: 1) } }
         Glibc.close(fromChild)
+        PredictorProcesses.unregister(pid)
     }
 
     /// Stops the predictor's whole process group after a protocol failure.
@@ -85,6 +97,7 @@ public final class ExternalPredictor: EpsPredictor {
         _ = waitExit(seconds: 1)
         Glibc.close(toChild)
         Glibc.close(fromChild)
+        PredictorProcesses.unregister(pid)
     }
 
     private func waitExit(seconds: Double) -> Bool {
@@ -108,6 +121,28 @@ public final class ExternalPredictor: EpsPredictor {
         return "predictor '\(command)' closed its output"
     }
 
+    private func noAnswer() -> String {
+        "predictor '\(command)' gave no answer within \(formatG(timeout)) s at call \(calls) (stopped)"
+    }
+
+    /// Starts the watchdog for `call`: at the deadline it ends the predictor's process group.
+    private func arm(_ call: Int) {
+        watch.lock(); guarded = call; fired = false; watch.unlock()
+        let group = pid
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [weak self] in
+            guard let self else { return }
+            self.watch.lock()
+            defer { self.watch.unlock() }
+            guard self.guarded == call else { return }
+            self.fired = true
+            kill(-group, SIGKILL)
+        }
+    }
+
+    private func disarm() { watch.lock(); guarded = 0; watch.unlock() }
+
+    private var timedOut: Bool { watch.lock(); defer { watch.unlock() }; return fired }
+
     private func fail(_ message: String) -> DDPMError {
         abort()
         return DDPMError(message)
@@ -118,33 +153,36 @@ public final class ExternalPredictor: EpsPredictor {
         let n = t.count
         let shape = [n] + sampleShape
         guard x.count == shape.reduce(1, *) else { throw DDPMError("predictor request: \(x.count) values for shape \(shape)") }
+        // A frame already waiting before we asked is an extra answer to an earlier call.
+        var ready = pollfd(fd: fromChild, events: Int16(POLLIN), revents: 0)
+        if calls > 0, poll(&ready, 1, 0) > 0, ready.revents & Int16(POLLIN) != 0 {
+            throw fail("predictor '\(command)' sent a frame nobody asked for after answering call \(calls) (more than one answer per request?)")
+        }
         calls += 1
         var f = Frame(metadata: ["kind": "predict", "call": String(calls)])
         f["x"] = Tensor(x, shape: shape)
         f["t"] = Tensor(t.map { Int64($0) }, shape: [n])
         if let y { f["y"] = Tensor(y.map { Int64($0) }, shape: [n]) }
+        arm(calls)
+        defer { disarm() }
         do { try writer.write(f) } catch {
+            if timedOut { throw fail(noAnswer()) }
             let why = exitDescription()
             throw fail("\(why) (it stopped reading its input at call \(calls))")
         }
-        // Wait for the answer with a timeout, so a stuck predictor cannot hang us.
-        var pfd = pollfd(fd: fromChild, events: Int16(POLLIN), revents: 0)
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            let ms = Int32(max(1, min(1000, deadline.timeIntervalSinceNow * 1000)))
-            let r = poll(&pfd, 1, ms)
-            if r > 0 { break }
-            if r < 0 && errno != EINTR { throw fail("poll on the predictor's output failed: \(String(cString: strerror(errno)))") }
-            if Date() >= deadline {
-                throw fail("predictor '\(command)' gave no answer within \(formatG(timeout)) s at call \(calls) (stopped)")
-            }
-        }
         let answer: Frame
         do {
-            guard let a = try reader.next() else { let why = exitDescription(); throw fail("\(why) without answering call \(calls)") }
+            guard let a = try reader.next() else {
+                if timedOut { throw fail(noAnswer()) }
+                let why = exitDescription(); throw fail("\(why) without answering call \(calls)")
+            }
             answer = a
         } catch let e as DDPMError where !e.message.hasPrefix("predictor '") {
+            if timedOut { throw fail(noAnswer()) }
             throw fail("bad answer from the predictor: \(e.message)")
+        }
+        if let c = answer.metadata["call"], c != String(calls) {
+            throw fail("predictor answered call \(c) when call \(calls) was asked (answers out of step with requests)")
         }
         guard let eps = answer["eps"] else {
             throw fail("predictor answer \(calls) has no 'eps' tensor (it has: \(answer.names.isEmpty ? "none" : answer.names.joined(separator: ", ")))")
@@ -161,4 +199,36 @@ public final class ExternalPredictor: EpsPredictor {
         }
         return Prediction(eps: eps.floats, v: v)
     }
+}
+
+/// The process groups of the running predictors, ended with us when a signal ends this process.
+enum PredictorProcesses {
+    private static let lock = NSLock()
+    private static var groups: [pid_t] = []
+    private static var installed = false
+
+    static func register(_ pgid: pid_t) {
+        lock.lock(); defer { lock.unlock() }
+        groups.append(pgid)
+        activeGroup = pgid
+        guard !installed else { return }
+        installed = true
+        for sig in [SIGTERM, SIGHUP, SIGINT] {
+            signal(sig) { s in
+                // Async-signal-safe: kill, signal and raise only.
+                if PredictorProcesses.activeGroup > 0 { kill(-PredictorProcesses.activeGroup, SIGTERM) }
+                signal(s, SIG_DFL)
+                raise(s)
+            }
+        }
+    }
+
+    static func unregister(_ pgid: pid_t) {
+        lock.lock(); defer { lock.unlock() }
+        groups.removeAll { $0 == pgid }
+        activeGroup = groups.last ?? 0
+    }
+
+    /// Read by the signal handler (one word: no lock there).
+    nonisolated(unsafe) static var activeGroup: pid_t = 0
 }

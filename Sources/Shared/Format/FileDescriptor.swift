@@ -34,8 +34,19 @@ public enum FileDescriptor {
 public struct TextOutput {
     public let fd: Int32
     public init(fd: Int32 = 1) { self.fd = fd }
+    /// A reader that went away (EPIPE: `tool | head`) ends us as SIGPIPE would, quietly; any other
+    /// failure is an error naming it.
     public func write(_ text: String) throws {
-        var bytes = Array(text.utf8)
-        try bytes.withUnsafeMutableBytes { try FileDescriptor.writeFully(fd, UnsafeRawBufferPointer($0)) }
+        let bytes = Array(text.utf8)
+        try bytes.withUnsafeBytes { buf in
+            var done = 0
+            while done < buf.count {
+                let r = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+                if r > 0 { done += r; continue }
+                if r < 0 && errno == EINTR { continue }
+                if r < 0 && errno == EPIPE { signal(SIGPIPE, SIG_DFL); raise(SIGPIPE) }
+                throw DDPMError("write error on \(fd == 1 ? "stdout" : "file descriptor \(fd)"): \(String(cString: strerror(errno)))")
+            }
+        }
     }
 }

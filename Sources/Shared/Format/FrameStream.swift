@@ -182,6 +182,16 @@ extension Frame {
     /// Writes frames to `path` atomically: a temporary file in the same folder,
     /// fsync, then rename, so a crash never leaves a half-written file behind.
     public static func save(_ frames: [Frame], path: String) throws {
+        // A device or FIFO (-o /dev/null, a named pipe) is written in place: renaming over it would replace it.
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG, (st.st_mode & S_IFMT) != S_IFDIR {
+            let fd = open(path, O_WRONLY)
+            guard fd >= 0 else { throw DDPMError("cannot open \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            let w = try FrameWriter(fd: fd, allowTerminal: true)
+            for f in frames { try w.write(f) }
+            return
+        }
         let tmp = path + ".tmp.\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw DDPMError("cannot create \(tmp): \(String(cString: strerror(errno)))") }

@@ -1,5 +1,6 @@
 // A small, strict JSON reader and writer for safetensors headers.
-// Strict on purpose: a frame header is either valid JSON or an error.
+// Strict on purpose: a frame header is either valid JSON or an error. Like the reference
+// safetensors reader, it rejects invalid UTF-8 and a key repeated inside one object.
 
 public indirect enum JSONValue: Equatable, Sendable {
     case object([(String, JSONValue)])
@@ -78,12 +79,15 @@ public enum JSON {
             case UInt8(ascii: "{"):
                 i += 1
                 var pairs: [(String, JSONValue)] = []
+                var keys = Set<String>()
                 skipSpace()
                 if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(pairs) }
                 while true {
                     skipSpace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a key") }
+                    let keyAt = i
                     let k = try string()
+                    guard keys.insert(k).inserted else { i = keyAt; throw fail("duplicate key '\(k)'") }
                     skipSpace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                     i += 1
@@ -153,14 +157,17 @@ public enum JSON {
             i += 1  // opening quote
             var scalars = String.UnicodeScalarView()
             var run = i
-            func flush(_ end: Int) { scalars.append(contentsOf: String(decoding: bytes[run..<end], as: UTF8.self).unicodeScalars) }
+            func flush(_ end: Int) throws {
+                guard let s = String(validating: bytes[run..<end], as: UTF8.self) else { throw fail("invalid UTF-8 in a string") }
+                scalars.append(contentsOf: s.unicodeScalars)
+            }
             while true {
                 guard i < bytes.count else { throw fail("unterminated string") }
                 let c = bytes[i]
-                if c == UInt8(ascii: "\"") { flush(i); i += 1; return String(scalars) }
+                if c == UInt8(ascii: "\"") { try flush(i); i += 1; return String(scalars) }
                 if c < 0x20 { throw fail("control character in string") }
                 if c == UInt8(ascii: "\\") {
-                    flush(i)
+                    try flush(i)
                     i += 1
                     guard i < bytes.count else { throw fail("unterminated string") }
                     let e = bytes[i]; i += 1

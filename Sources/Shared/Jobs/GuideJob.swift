@@ -64,6 +64,7 @@ public struct PredictorServer {
             if let g = base as? GaussianMixturePredictor { g.sampleShape = request.sampleShape }
             let y = setup.spec.label.map { Array(repeating: $0, count: n) } ?? request.y
             var out = Frame(metadata: meta)
+            if let call = f.metadata["call"] { out.metadata["call"] = call }   // the request this answers
             if pair {
                 guard let y else { throw DDPMError("frame \(frameNo): the pair needs labels ('y' in the requests or a label)") }
                 let (c, u) = try (base as? PairPredictor)?.predictPair(x: request.x, t: request.t!, y: y)
