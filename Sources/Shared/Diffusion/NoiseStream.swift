@@ -1,5 +1,5 @@
 // The `noise` tool's stream loop: frames holding x in, the same frames with
-// x replaced by x_t plus t and eps out (docs/FORMAT.md, "noise").
+// x replaced by x_t plus t and eps out (docs/FORMAT.md section 3, docs/METHODS.md section 2).
 import Foundation
 
 /// Which timesteps `noise` applies.

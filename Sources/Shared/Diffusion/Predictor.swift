@@ -1,6 +1,6 @@
 // The reverse process asks a predictor for eps_theta(x_t, t, y): an analytic
 // one (AnalyticPredictors.swift), a process speaking the stream protocol
-// (ExternalPredictor.swift) or, later, a trained `Network` wrapped in this protocol.
+// (ExternalPredictor.swift) or a trained `Network` (ModelPredictor.swift).
 
 /// What a predictor answers for a batch: the noise estimate and, for a
 /// learned variance, the raw interpolation output v (same size as eps).

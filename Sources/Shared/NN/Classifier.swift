@@ -4,7 +4,8 @@ import Foundation
 
 /// logits = Linear_out(SiLU(Linear_depth(... SiLU(Linear_1([flatten(x_t) | sinusoid(t)])) ...))):
 /// a time-conditioned MLP encoder over the flattened sample (vectors or images) with K logits.
-/// (A U-Net-down-path encoder is not implemented; this one serves both data kinds.)
+/// Used for vectors and `train --classifier --arch mlp`; images default to the U-Net-down-path
+/// encoder, `NoiseAwareUNetClassifier` below.
 /// Weights: PyTorch-like uniform(+-1/sqrt(fan_in)) from RandomStream(seed, .init_).
 public final class NoiseAwareClassifier: Network {
     public let inShape: [Int]

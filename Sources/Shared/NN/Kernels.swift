@@ -110,7 +110,7 @@ func reductionChunks(_ n: Int) -> Int { min(n, 4) }
 /// Creates named parameters with reproducible initial values: parameter number k
 /// (in creation order) draws from RandomStream(seed, .init_, k).
 ///
-/// Scheme (documented in docs/FORMAT.md): weights and biases of Linear and
+/// Scheme (documented in docs/METHODS.md, section 5): weights and biases of Linear and
 /// Conv layers uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) as PyTorch does;
 /// GroupNorm scale 1, shift 0; embedding tables N(0, 1); the last conv of each
 /// residual block and the output conv zero-initialised (Nichol & Dhariwal 2021).
