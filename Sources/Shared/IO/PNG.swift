@@ -137,7 +137,7 @@ public enum PNG {
         }
     }
 
-    /// Writes to a temporary file next to `path`, then renames it over `path`.
+    /// Writes to a temporary file next to `path`, then renames it over `path` (a device or FIFO: in place).
     static func write(path: String, width: Int, height: Int, format: UInt32, stride: Int, entries: Int = 0,
                       body: (String, UnsafeMutablePointer<png_image>) -> Int32) throws {
         var image = png_image()
@@ -146,14 +146,15 @@ public enum PNG {
         image.height = UInt32(height)
         image.format = format
         image.colormap_entries = UInt32(entries)
-        let tmp = path + ".tmp.\(getpid())"
+        // A device or FIFO (/dev/null) is written in place: renaming over it would replace it.
+        let tmp = AtomicFile.isSpecial(path) ? path : path + ".tmp.\(getpid())"
         guard body(tmp, &image) != 0 else {
             let m = message(&image)
             png_image_free(&image)
-            unlink(tmp)
+            if tmp != path { unlink(tmp) }
             throw DDPMError("cannot write \(path): \(m)")
         }
-        guard rename(tmp, path) == 0 else {
+        guard tmp == path || rename(tmp, path) == 0 else {
             let m = String(cString: strerror(errno))
             unlink(tmp)
             throw DDPMError("cannot rename \(tmp) to \(path): \(m)")
