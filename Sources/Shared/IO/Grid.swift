@@ -80,4 +80,14 @@ public struct ImageGrid {
             try PNG.write16(path: path, width: width, height: height, channels: image.channels, pixels: pixels)
         }
     }
+
+    /// Writes the canvas as a PNG file, or its bytes to stdout.
+    public func write(to output: BinaryOutput) throws {
+        guard output == .stdout else { return try write(path: output.name) }
+        if maxValue == 255 {
+            try output.write(PNG.encode8(width: width, height: height, channels: image.channels, pixels: pixels.map { UInt8($0) }))
+        } else {
+            try output.write(PNG.encode16(width: width, height: height, channels: image.channels, pixels: pixels))
+        }
+    }
 }

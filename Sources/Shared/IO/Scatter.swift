@@ -67,4 +67,10 @@ public struct ScatterPlot {
     public func write(path: String) throws {
         try PNG.write8(path: path, width: width, height: height, channels: 3, pixels: pixels)
     }
+
+    /// Writes the plot as a PNG file, or its bytes to stdout.
+    public func write(to output: BinaryOutput) throws {
+        guard output == .stdout else { return try write(path: output.name) }
+        try output.write(PNG.encode8(width: width, height: height, channels: 3, pixels: pixels))
+    }
 }
