@@ -25,6 +25,7 @@ run() { printf '   $ %s\n' "$1"; eval "$1"; }
 picture() { printf '   -> %s (%s bytes): %s\n' "$1" "$(wc -c < "$1" | tr -d ' ')" "$2"; }
 
 say "build: swift build -c release"
+scripts/need-libs.sh   # OpenBLAS, libpng, zlib, pkg-config: installed as root, else the apt-get line and stop
 swift build -c release 2>&1 | tail -1
 mkdir -p "$OUT"
 export PATH="$PWD/$BIN:$PATH"

@@ -224,7 +224,11 @@ final class IOToolTests: XCTestCase {
         XCTAssertEqual(try one[0].require("x").floats, try many.flatMap { try $0.require("x").floats })
         XCTAssertEqual(one[0].metadata["tool"], "tensor toy"); XCTAssertEqual(one[0].kind, "batch")
         XCTAssertEqual(one[0].metadata["seed"], "4")
-        assertOneLineError(try runTool("tensor", ["toy", "spiral", "-n", "10"]), ["unknown toy data set 'spiral'"])
+        // An unknown data set is an argument error (ArgumentParser's, with the usage), listing the sets.
+        let spiral = try runTool("tensor", ["toy", "spiral", "-n", "10"])
+        XCTAssertEqual(spiral.status, 64)
+        XCTAssertTrue(spiral.stderr.hasPrefix("tensor: The value 'spiral' is invalid"), spiral.stderr)
+        XCTAssertTrue(spiral.stderr.contains("'swissroll', 'moons', '8gaussians' or 'checkerboard'"), spiral.stderr)
     }
 
     func testScatterDrawsPanelsAndRefusesWrongShapes() throws {

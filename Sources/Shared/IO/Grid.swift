@@ -40,8 +40,8 @@ public struct ImageGrid {
 
     /// Pad and blank cells take the value `background` (in [-1, 1]; default 1, white).
     public init(cols: Int, rows: Int, image: ImageShape, pad: Int = 2, scale: Int = 1, background: Float = 1, sixteenBit: Bool = false) throws {
-        guard cols > 0, rows > 0 else { throw DDPMError("--grid needs positive COLSxROWS (got \(cols)x\(rows))") }
-        guard pad >= 0, scale >= 1 else { throw DDPMError("--pad must be >= 0 and --scale >= 1") }
+        guard cols > 0, rows > 0 else { throw DDPMError("a grid needs at least one column and one row (got \(cols)x\(rows))") }
+        guard pad >= 0, scale >= 1 else { throw DDPMError("grid padding must be >= 0 and the scale >= 1 (got \(pad) and \(scale))") }
         self.cols = cols; self.rows = rows; self.pad = pad; self.scale = scale; self.image = image
         width = cols * image.width * scale + (cols + 1) * pad
         height = rows * image.height * scale + (rows + 1) * pad
@@ -80,4 +80,31 @@ public struct ImageGrid {
             try PNG.write16(path: path, width: width, height: height, channels: image.channels, pixels: pixels)
         }
     }
+
+    /// Writes the canvas as a PNG file, or its bytes to stdout.
+    public func write(to output: BinaryOutput) throws {
+        guard output == .stdout else { return try write(path: output.name) }
+        if maxValue == 255 {
+            try output.write(PNG.encode8(width: width, height: height, channels: image.channels, pixels: pixels.map { UInt8($0) }))
+        } else {
+            try output.write(PNG.encode16(width: width, height: height, channels: image.channels, pixels: pixels))
+        }
+    }
+}
+
+/// A grid size written COLSxROWS, e.g. 8x8 (or 8X8).
+public struct GridSize: Sendable, Equatable {
+    public var cols: Int
+    public var rows: Int
+
+    public init(cols: Int, rows: Int) { self.cols = cols; self.rows = rows }
+
+    /// Reads "COLSxROWS" (two integers >= 0; zero is left for the caller to refuse); nil when malformed.
+    public init?(_ text: String) {
+        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let c = parts[0], let r = parts[1], c >= 0, r >= 0 else { return nil }
+        self.init(cols: c, rows: r)
+    }
+
+    public var capacity: Int { cols * rows }
 }

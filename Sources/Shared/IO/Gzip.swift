@@ -111,22 +111,40 @@ public enum FileBytes {
 }
 
 /// A file written through a temporary sibling and renamed into place on `commit()`;
-/// dropped without commit, the temporary file is removed.
+/// dropped without commit, the temporary file is removed. A path that exists and is not a
+/// regular file or folder (/dev/null, a FIFO, /dev/stdout) is written in place instead:
+/// renaming over it would replace the device with a plain file.
 public final class AtomicFile {
     public let path: String
     let tmp: String
     public let fd: Int32
+    let inPlace: Bool
     var committed = false
 
     public init(path: String) throws {
         self.path = path
-        self.tmp = path + ".tmp.\(getpid())"
-        fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw DDPMError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        inPlace = AtomicFile.isSpecial(path)
+        if inPlace {
+            tmp = path
+            fd = open(path, O_WRONLY)
+            guard fd >= 0 else { throw DDPMError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        } else {
+            tmp = path + ".tmp.\(getpid())"
+            fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+            guard fd >= 0 else { throw DDPMError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        }
     }
 
     deinit {
-        if !committed { close(fd); unlink(tmp) }
+        if !committed { close(fd); if !inPlace { unlink(tmp) } }
+    }
+
+    /// True when `path` exists and is neither a regular file nor a folder (a device, FIFO or socket).
+    public static func isSpecial(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        let type = st.st_mode & S_IFMT
+        return type != S_IFREG && type != S_IFDIR
     }
 
     public func append(_ bytes: [UInt8]) throws {
@@ -144,6 +162,11 @@ public final class AtomicFile {
     }
 
     public func commit() throws {
+        if inPlace {
+            close(fd)
+            committed = true
+            return
+        }
         guard fsync(fd) == 0 else { throw DDPMError("cannot sync \(tmp): \(String(cString: strerror(errno)))") }
         close(fd)
         committed = true

@@ -4,6 +4,9 @@
 //   padded with spaces and '\n' (v3: UTF-8 header), then the raw elements.
 // Supported: little-endian f4, f8, i8, i4 and u1. Fortran-order arrays are
 // transposed into C order on reading.
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum NPY {
     static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
@@ -193,14 +196,34 @@ public enum NPY {
 
 /// Writes one array to a .npy file as its rows arrive (bounded memory): the
 /// header is reserved at the start and filled in with the final first-axis size.
+/// To stdout (or a device or FIFO, which cannot seek) the file is finished in an
+/// anonymous temporary file and then copied, so a failed run writes nothing there.
 public final class NPYStreamWriter {
-    let file: AtomicFile
+    enum Target {
+        case file(AtomicFile)
+        case scratch(ScratchFile, destination: BinaryOutput)
+    }
+    let target: Target
     public private(set) var dtype: DType?
     public private(set) var rowShape: [Int] = []
     public private(set) var rows = 0
     var reserved = 0
 
-    public init(path: String) throws { file = try AtomicFile(path: path) }
+    public convenience init(path: String) throws { try self.init(output: .file(path)) }
+
+    public init(output: BinaryOutput) throws {
+        switch output {
+        case .file(let p) where !AtomicFile.isSpecial(p): target = .file(try AtomicFile(path: p))
+        default: target = .scratch(try ScratchFile(), destination: output)
+        }
+    }
+
+    func append(_ raw: UnsafeRawBufferPointer) throws {
+        switch target {
+        case .file(let f): try f.append(raw)
+        case .scratch(let f, _): try f.append(raw)
+        }
+    }
 
     /// Appends a tensor along axis 0; dtype and trailing shape must match earlier ones.
     public func append(_ t: Tensor, what: String) throws {
@@ -215,19 +238,32 @@ public final class NPYStreamWriter {
             rowShape = rest
             // Room for any first-axis size up to 15 digits.
             reserved = NPY.preamble(t.dtype, shape: [999_999_999_999_999] + rest).count
-            try file.append([UInt8](repeating: 0x20, count: reserved))
+            try [UInt8](repeating: 0x20, count: reserved).withUnsafeBytes { try append($0) }
         }
-        try t.withBytes { try file.append($0) }
+        try t.withBytes { try append($0) }
         rows += t.shape[0]
     }
 
-    /// Writes the header and renames the file into place.
+    /// Writes the header and renames the file into place (or copies it to its destination).
     public func finish() throws {
         guard let d = dtype else { throw DDPMError("no tensor to write") }
         let head = NPY.preamble(d, shape: [rows] + rowShape, minLength: reserved)
         precondition(head.count == reserved)
-        try file.write(head, at: 0)
-        try file.commit()
+        switch target {
+        case .file(let f):
+            try f.write(head, at: 0)
+            try f.commit()
+        case .scratch(let f, let destination):
+            try f.write(head, at: 0)
+            if case .file(let p) = destination {
+                let fd = open(p, O_WRONLY)
+                guard fd >= 0 else { throw DDPMError("cannot open \(p): \(String(cString: strerror(errno)))") }
+                defer { close(fd) }
+                try f.copy(to: fd, name: p)
+            } else {
+                try f.copy(to: 1, name: "stdout")
+            }
+        }
     }
 }
 

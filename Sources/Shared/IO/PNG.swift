@@ -117,6 +117,43 @@ public enum PNG {
         }
     }
 
+    /// The bytes of the PNG file `write8` writes (for stdout).
+    public static func encode8(width: Int, height: Int, channels: Int, pixels: [UInt8]) throws -> [UInt8] {
+        precondition(pixels.count == width * height * channels)
+        return try pixels.withUnsafeBytes { try encode(width: width, height: height, format: formatFor(channels), stride: width * channels, pixels: $0) }
+    }
+
+    /// The bytes of the PNG file `write16` writes (for stdout).
+    public static func encode16(width: Int, height: Int, channels: Int, pixels: [UInt16]) throws -> [UInt8] {
+        precondition(pixels.count == width * height * channels)
+        return try pixels.withUnsafeBytes {
+            try encode(width: width, height: height, format: formatFor(channels) | UInt32(PNG_FORMAT_FLAG_LINEAR), stride: width * channels, pixels: $0)
+        }
+    }
+
+    /// png_image_write_to_memory: the same encoder and settings as png_image_write_to_file.
+    /// A first guess at the size; when too small, libpng reports the size needed and we retry.
+    static func encode(width: Int, height: Int, format: UInt32, stride: Int, pixels: UnsafeRawBufferPointer) throws -> [UInt8] {
+        var capacity = pixels.count + pixels.count / 4 + 4 * height + 4096
+        while true {
+            var image = png_image()
+            image.version = UInt32(PNG_IMAGE_VERSION)
+            image.width = UInt32(width)
+            image.height = UInt32(height)
+            image.format = format
+            var out = [UInt8](repeating: 0, count: capacity)
+            var size = png_alloc_size_t(capacity)
+            let ok = out.withUnsafeMutableBytes { png_image_write_to_memory(&image, $0.baseAddress, &size, 0, pixels.baseAddress, Int32(stride), nil) }
+            if ok != 0 { return Array(out[0..<Int(size)]) }
+            guard Int(size) > capacity else {
+                let m = message(&image)
+                png_image_free(&image)
+                throw DDPMError("cannot encode a PNG: \(m)")
+            }
+            capacity = Int(size)
+        }
+    }
+
     /// Writes an 8-bit palette image (indices into an RGB colormap of up to 256 entries); used by tests.
     public static func writePalette(path: String, width: Int, height: Int, indices: [UInt8], colormap: [UInt8]) throws {
         precondition(colormap.count % 3 == 0 && colormap.count <= 768 && indices.count == width * height)
@@ -137,7 +174,7 @@ public enum PNG {
         }
     }
 
-    /// Writes to a temporary file next to `path`, then renames it over `path`.
+    /// Writes to a temporary file next to `path`, then renames it over `path` (a device or FIFO: in place).
     static func write(path: String, width: Int, height: Int, format: UInt32, stride: Int, entries: Int = 0,
                       body: (String, UnsafeMutablePointer<png_image>) -> Int32) throws {
         var image = png_image()
@@ -146,14 +183,15 @@ public enum PNG {
         image.height = UInt32(height)
         image.format = format
         image.colormap_entries = UInt32(entries)
-        let tmp = path + ".tmp.\(getpid())"
+        // A device or FIFO (/dev/null) is written in place: renaming over it would replace it.
+        let tmp = AtomicFile.isSpecial(path) ? path : path + ".tmp.\(getpid())"
         guard body(tmp, &image) != 0 else {
             let m = message(&image)
             png_image_free(&image)
-            unlink(tmp)
+            if tmp != path { unlink(tmp) }
             throw DDPMError("cannot write \(path): \(m)")
         }
-        guard rename(tmp, path) == 0 else {
+        guard tmp == path || rename(tmp, path) == 0 else {
             let m = String(cString: strerror(errno))
             unlink(tmp)
             throw DDPMError("cannot rename \(tmp) to \(path): \(m)")

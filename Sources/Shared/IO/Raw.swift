@@ -63,12 +63,25 @@ public final class RawReader {
 
     public init(fd: Int32, name: String, dtype: DType, sampleShape: [Int], batch: Int) throws {
         guard !sampleShape.isEmpty, sampleShape.allSatisfy({ $0 > 0 }) else {
-            throw DDPMError("--shape must list positive sizes, e.g. 1,28,28 (got \(sampleShape))")
+            throw DDPMError("a sample shape must list positive sizes, e.g. [1, 28, 28] (got \(sampleShape))")
         }
-        guard batch > 0 else { throw DDPMError("--batch must be positive (got \(batch))") }
+        guard batch > 0 else { throw DDPMError("the batch size must be positive (got \(batch))") }
+        guard RawReader.fits(sampleShape: sampleShape, dtype: dtype, batch: batch) else {
+            throw DDPMError("\(batch) samples of shape \(sampleShape) (\(dtype.rawValue)) exceed 4 GiB in one batch")
+        }
         self.fd = fd; self.name = name; self.dtype = dtype; self.sampleShape = sampleShape; self.batch = batch
         sampleBytes = sampleShape.reduce(1, *) * dtype.byteSize
-        guard sampleBytes * batch <= 1 << 32 else { throw DDPMError("--batch x sample size exceeds 4 GiB") }
+    }
+
+    /// True when one batch of `batch` samples stays within 4 GiB.
+    public static func fits(sampleShape: [Int], dtype: DType, batch: Int) -> Bool {
+        var bytes = dtype.byteSize
+        for d in sampleShape + [batch] {
+            let (m, o) = bytes.multipliedReportingOverflow(by: d)
+            guard !o, m <= 1 << 32 else { return false }
+            bytes = m
+        }
+        return true
     }
 
     /// The next batch ([b] + sampleShape, b <= batch), nil at the end. A trailing partial sample is an error.

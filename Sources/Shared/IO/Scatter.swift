@@ -12,11 +12,13 @@ public struct ScatterPlot {
     /// Point colours per panel (cycled): blue, orange, green, red.
     static let colours: [(UInt8, UInt8, UInt8)] = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
     static let gap = 8
+    /// The panel sizes allowed, in pixels.
+    public static let sizes = 16...8192
 
     public init(panels: Int, size: Int, range: Double) throws {
         guard panels >= 1 else { throw DDPMError("scatter needs at least one input") }
-        guard size >= 16, size <= 8192 else { throw DDPMError("--size must be in 16 ... 8192 (got \(size))") }
-        guard range > 0, range.isFinite else { throw DDPMError("--range must be positive (got \(range))") }
+        guard ScatterPlot.sizes.contains(size) else { throw DDPMError("a scatter panel must be 16 ... 8192 pixels (got \(size))") }
+        guard range > 0, range.isFinite else { throw DDPMError("the view's half-width must be positive (got \(range))") }
         self.size = size; self.range = range; self.panels = panels
         width = panels * size + (panels - 1) * ScatterPlot.gap
         height = size
@@ -66,5 +68,11 @@ public struct ScatterPlot {
 
     public func write(path: String) throws {
         try PNG.write8(path: path, width: width, height: height, channels: 3, pixels: pixels)
+    }
+
+    /// Writes the plot as a PNG file, or its bytes to stdout.
+    public func write(to output: BinaryOutput) throws {
+        guard output == .stdout else { return try write(path: output.name) }
+        try output.write(PNG.encode8(width: width, height: height, channels: 3, pixels: pixels))
     }
 }

@@ -51,6 +51,20 @@ public enum InfoText {
         return String(format: "%.6g", v)
     }
 
+    /// `tensor info`: describes every frame of each stream (stdin when `paths` is empty) on
+    /// stdout, frame by frame; with several streams, each after a line `== PATH`.
+    public static func printStreams(_ paths: [String]) throws {
+        for path in paths.isEmpty ? ["-"] : paths {
+            let reader = try FrameReader(pathOrStdin: path)
+            if paths.count > 1 { print("== \(path)") }
+            while let f = try reader.next() {
+                print(describe(f, number: reader.framesRead))
+                fflush(stdout)
+            }
+            if reader.framesRead == 0 { print("(no frames)") }
+        }
+    }
+
     /// The lines `tensor info` prints for frame number `n` (1-based).
     public static func describe(_ frame: Frame, number n: Int) -> String {
         var lines = ["frame \(n)  kind: \(frame.kind ?? "-")"]

@@ -17,7 +17,7 @@ public enum ToyDataset: String, CaseIterable, Sendable {
         }
     }
 
-    /// One line per set: the definition used (for --help and docs).
+    /// One line per set: the definition used (for the help text and docs).
     public var definition: String {
         switch self {
         case .swissroll:
