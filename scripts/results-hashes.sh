@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # results-hashes.sh -- runs a fixed set of commands through the whole toolkit and prints the
 # SHA-256 of every output (tensors and metadata apart), one line each. Run it before and after
-# a refactor that
-# must keep every result the same; compare with scripts/results-hashes.txt (from the last main
-# whose results were accepted):
+# a refactor that must keep every result the same; compare with scripts/results-hashes.txt (from
+# the last main whose results were accepted):
 #
 #   scripts/results-hashes.sh > /tmp/now.txt && diff scripts/results-hashes.txt /tmp/now.txt
 #
@@ -16,9 +15,11 @@ BIN=$(cd "$BIN" && pwd)
 WORK=${WORK:-$(mktemp -d)}
 mkdir -p "$WORK"
 export PATH="$BIN:$PATH"
+# The data files are copied in so that no path of this machine reaches the outputs' metadata.
+cp data/mnist-10k/train-images-idx3-ubyte.gz data/mnist-10k/train-labels-idx1-ubyte.gz "$WORK"/
 cd "$WORK"
-IMAGES=$OLDPWD/data/mnist-10k/train-images-idx3-ubyte.gz
-LABELS=$OLDPWD/data/mnist-10k/train-labels-idx1-ubyte.gz
+IMAGES=train-images-idx3-ubyte.gz
+LABELS=train-labels-idx1-ubyte.gz
 q=--quiet
 
 # Data and the forward process.

@@ -45,7 +45,7 @@ enum Help {
         variational bound L_vlb = L_T + sum_t L_{t-1} + L_0 in bits/dim (mean over the examples) on stdout; \
         --terms prints TSV lines 't<TAB>mean term' (t = T: the prior term L_T) and a final 'total' line. \
         --nll-steps K: unbiased stratified estimate of the sum over t = 1..T-1 from one random t in each of K strata \
-        (docs/FORMAT.md).
+        (docs/METHODS.md).
 
         Example:
           denoise nll --model mnist.safetensors --nll-steps 100 < test.st

@@ -6,6 +6,7 @@
 import ArgumentParser
 import Shared
 
+@main
 struct TensorTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tensor",
@@ -24,24 +25,16 @@ struct TensorTool: ParsableCommand {
         subcommands: [FromPNG.self, ToPNG.self, FromIDX.self, FromNPY.self, ToNPY.self, FromRaw.self,
                       Info.self, Toy.self, Scatter.self, ReshapeCommand.self])
 
-    /// ArgumentParser prints an error thrown by validate() that is not a ValidationError (a
-    /// DDPMError, see `check`) as this prefix and its message, without the usage: one line
-    /// `tensor: message`, like every failure of run(). Its own argument errors get it too.
-    static var _errorPrefix: String { "tensor: " }
-
     static func main() { runTool() }
 }
-
-// Top-level code rather than @main: this module has more than one file.
-TensorTool.main()
 
 /// A flag rule of validate(): unless `ok`, one line `tensor: message` and exit status 1.
 func check(_ ok: Bool, _ message: @autoclosure () -> String) throws {
     if !ok { throw DDPMError(message()) }
 }
 
-// Typed option values. A value that cannot be read at all is ArgumentParser's error (with the
-// usage, as for `--batch abc`); one that reads but breaks a rule (a zero size) is validate()'s.
+// Typed option values. A value that cannot be read at all is ArgumentParser's error; one that
+// reads but breaks a rule (a zero size) is validate()'s. runTool prints either as one line.
 
 /// An element type as the command line spells it (any case); DType is the file format's F32 ... U8.
 enum ElementType: String, CaseIterable, ExpressibleByArgument {

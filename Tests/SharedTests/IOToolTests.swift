@@ -224,9 +224,10 @@ final class IOToolTests: XCTestCase {
         XCTAssertEqual(try one[0].require("x").floats, try many.flatMap { try $0.require("x").floats })
         XCTAssertEqual(one[0].metadata["tool"], "tensor toy"); XCTAssertEqual(one[0].kind, "batch")
         XCTAssertEqual(one[0].metadata["seed"], "4")
-        // An unknown data set is an argument error (ArgumentParser's, with the usage), listing the sets.
+        // An unknown data set is an argument error (ArgumentParser's message, one line), listing the sets.
         let spiral = try runTool("tensor", ["toy", "spiral", "-n", "10"])
-        XCTAssertEqual(spiral.status, 64)
+        XCTAssertEqual(spiral.status, 1)
+        XCTAssertEqual(spiral.stderr.split(separator: "\n").count, 1, spiral.stderr)
         XCTAssertTrue(spiral.stderr.hasPrefix("tensor: The value 'spiral' is invalid"), spiral.stderr)
         XCTAssertTrue(spiral.stderr.contains("'swissroll', 'moons', '8gaussians' or 'checkerboard'"), spiral.stderr)
     }

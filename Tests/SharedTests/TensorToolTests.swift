@@ -92,13 +92,11 @@ final class TensorToolTests: XCTestCase {
         assertOneLine(try runTool("tensor", ["toy", "moons", "-n", "10", "--noise=-1"]), ["--noise must be >= 0"])
         assertOneLine(try runTool("tensor", ["toy", "moons", "-n", "100000000"]), ["add --batch"])
         assertOneLine(try runTool("tensor", ["reshape", "--shape", "2", "--names", ","], stdin: points), ["--names must name at least one tensor"])
-        // Values that cannot be read as their type: ArgumentParser's error with the usage, status 64.
+        // Values that cannot be read as their type: ArgumentParser's message, also as one line.
         for (args, fragment) in [(["from-raw", "--shape", "2", "--dtype", "f16"], "'f32', 'f64', 'i64', 'i32' or 'u8'"),
                                  (["to-png", "--grid", "8"], "'8' is invalid for '--grid <grid>'"),
                                  (["reshape", "--shape", "a,b"], "'a,b' is invalid for '--shape <shape>'")] {
-            let r = try runTool("tensor", args, stdin: images)
-            XCTAssertEqual(r.status, 64, "\(args)")
-            XCTAssertTrue(r.stderr.hasPrefix("tensor: ") && r.stderr.contains(fragment) && r.stderr.contains("Usage: tensor"), r.stderr)
+            assertOneLine(try runTool("tensor", args, stdin: images), [fragment])
         }
         // dtype in any case; the frame keeps the stored name.
         let raw = try decode(try runTool("tensor", ["from-raw", "--shape", "2", "--dtype", "I32"], stdin: Data(count: 16)).stdout)

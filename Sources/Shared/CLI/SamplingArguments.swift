@@ -68,7 +68,7 @@ public struct SamplerArguments: ParsableArguments {
     @Option(help: "DDPM variance: beta, posterior (beta~) or learned (predictor answers v). Default: learned for a --model with a learned variance, else posterior.")
     public var variance: VarianceKind?
     @Option(help: "Number of sampling steps K (default: every timestep).") public var steps: Int?
-    @Option(help: "Timestep spacing for --steps: leading, trailing or linspace (docs/FORMAT.md).") public var spacing: Spacing = .leading
+    @Option(help: "Timestep spacing for --steps: leading, trailing or linspace (docs/METHODS.md).") public var spacing: Spacing = .leading
     @Flag(help: "Clip the predicted x_0 to [-1, 1] (the mean/eps are recomputed from it).") public var clip = false
     @Option(help: "Langevin corrector steps after each reverse step (Song et al. 2021, Algorithm 5).") public var correctorSteps: Int = 0
     @Option(help: "Corrector signal-to-noise ratio r.") public var snr: Double = 0.16
