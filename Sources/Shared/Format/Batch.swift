@@ -116,9 +116,11 @@ public struct Batch {
         return v.map { Int($0) }
     }
 
-    /// Samples lo ..< hi (x, t, y sliced alike).
-    public func slice(_ lo: Int, _ hi: Int) -> (x: [Float], t: [Int]?, y: [Int]?) {
-        let d = sampleSize
-        return (Array(x[lo * d ..< hi * d]), t.map { Array($0[lo ..< hi]) }, y.map { Array($0[lo ..< hi]) })
+    /// The samples in consecutive ranges of at most `size` (the batches a tool runs).
+    public func chunks(of size: Int) -> [Range<Int>] {
+        stride(from: 0, to: count, by: max(1, size)).map { $0 ..< min($0 + max(1, size), count) }
     }
+
+    /// The values of samples `r`.
+    public func samples(_ r: Range<Int>) -> [Float] { Array(x[r.lowerBound * sampleSize ..< r.upperBound * sampleSize]) }
 }

@@ -25,7 +25,6 @@ public struct BoundJob {
             ?? (sampleShape.count == 3 ? .discretized8bit : .gaussian)
         let schedule = setup.schedule
         let bound = try VariationalBound(schedule: schedule, predictor: setup.predictor, variance: variance, decoder: dec, steps: strata)
-        let d = sampleShape.reduce(1, *)
         let rules = setup.rules(sampleShape: sampleShape)
         var perExample: [Double] = []
         var termSums: [Int: Double] = [:]
@@ -41,16 +40,13 @@ public struct BoundJob {
             let b = input.count
             let y = try setup.labels(frameLabels: input.y, count: b, frame: frameNo)
             let progress = Progress(label: "denoise nll", total: b * bound.evaluations, quiet: quiet)
-            var start = 0
-            while start < b {
-                let m = min(batch, b - start)
-                let r = try bound.evaluate(x0: Array(input.x[start * d ..< (start + m) * d]), y: y.map { Array($0[start ..< start + m]) },
-                                           seed: seed, firstIndex: index,
-                                           progress: { k in progress.update(start * bound.evaluations + k * m, unit: "example-steps") })
+            for c in input.chunks(of: batch) {
+                let r = try bound.evaluate(x0: input.samples(c), y: y.map { Array($0[c]) }, seed: seed, firstIndex: index,
+                                           progress: { k in progress.update(c.lowerBound * bound.evaluations + k * c.count, unit: "example-steps") })
                 perExample += r.perExample
                 for (t, v) in r.termSums { termSums[t, default: 0] += v }
                 priorSum += r.priorSum
-                index += m; start += m
+                index += c.count
             }
         }
         guard !perExample.isEmpty else { throw DDPMError("no examples on stdin") }

@@ -95,13 +95,10 @@ public struct SampleJob {
                 let b = input.count
                 let y = try setup.labels(frameLabels: input.y, count: b, frame: frameNo)
                 let progress = Progress(label: "denoise", total: b * plan.stepCount, quiet: quiet)
-                var start = 0
-                while start < b {
-                    let m = min(batch, b - start)
-                    var x = Array(input.x[start * d ..< (start + m) * d])
-                    try runBatch(x: &x, y: y.map { Array($0[start ..< start + m]) }, first: index, streams: nil,
-                                 progress: progress, done: start * plan.stepCount)
-                    index += m; start += m
+                for c in input.chunks(of: batch) {
+                    var x = input.samples(c)
+                    try runBatch(x: &x, y: y.map { Array($0[c]) }, first: index, streams: nil, progress: progress, done: c.lowerBound * plan.stepCount)
+                    index += c.count
                 }
             }
             return
