@@ -100,7 +100,7 @@ final class TrainTests: XCTestCase {
         // A fixed batch (x_t, t, eps): the network can memorise eps, so the loss must fall by
         // orders of magnitude; random targets rule out any shortcut through the input.
         let schedule = Schedule.standard()
-        let net = MLP(dim: 2, width: 64, depth: 2, classes: 0, learnSigma: false, seed: 1)
+        let net = MLP(dim: 2, width: 64, depth: 2, sinusoidDim: 32, classes: 0, learnSigma: false, seed: 1)
         var r = RandomStream(seed: 5, purpose: .noise, index: 0)
         let n = 8
         let x0 = swissRoll(n: n, seed: 3)
