@@ -30,27 +30,23 @@ struct Classify: ParsableCommand {
     @Flag(help: "Keep 'x' in the output frames.") var keepX = false
     @Flag(help: "No accuracy line on stderr.") var quiet = false
 
+    func validate() throws {
+        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+    }
+
     func run() throws {
-        guard batch > 0 else { throw DDPMError("--batch must be positive") }
-        let loaded = try ModelFile.load(path: classifier)
-        guard loaded.metadata["kind"] == "classifier", let net = loaded.network as? any FeatureClassifier else {
-            throw DDPMError("\(classifier) is not a classifier (train --classifier writes kind 'classifier')")
-        }
-        guard t >= 0 && t < loaded.schedule.beta.count else {
-            throw DDPMError("--t \(t) outside 0 ... \(loaded.schedule.beta.count - 1)")
-        }
+        let (loaded, net) = try ClassifierRun.load(path: classifier)
+        guard t >= 0 && t < loaded.schedule.T else { throw DDPMError("--t \(t) outside 0 ... \(loaded.schedule.T - 1)") }
         let reader = FrameReader()
         let writer = try FrameWriter()
         var correct = 0, labelled = 0
         while let frame = try reader.next() {
             if frame.kind == "schedule" { continue }
-            do {
-                let out = try ClassifierRun.classify(frame, net: net, t: t, batch: batch, keepX: keepX)
-                if let y = out.frame["y"] { labelled += y.count; correct += out.correct }
-                var f = out.frame
-                f.metadata["classifier"] = classifier
-                try writer.write(f)
-            } catch let e as DDPMError { throw DDPMError("frame \(reader.framesRead): \(e.message)") }
+            let input = try Batch(frame: frame, index: reader.framesRead, rules: ClassifierRun.rules(for: net))
+            var (out, hits) = ClassifierRun.classify(input, net: net, t: t, size: batch, keepX: keepX)
+            if let y = input.y { labelled += y.count; correct += hits }
+            out.metadata["classifier"] = classifier
+            try writer.write(out)
         }
         if reader.framesRead == 0 { throw DDPMError("no frames on stdin") }
         if labelled > 0 && !quiet {

@@ -16,8 +16,9 @@ struct Bench: ParsableCommand {
         cond.train_b64, cond.cfg_step_b64, mlp.train_b256, mlp.sample_10k, as defined in \
         the peer benchmark (bench-unet-28, mlp-2d, linear schedule T=1000). Each figure also has \
         cpu_use (share of the threads' capacity the process got; < 85% is flagged \
-        CONTAMINATED: other processes ran) and per_cpu_second. The parameter \
-        update is AdamW (lr 1e-4 / 1e-3, weight decay 0.01), as the peer.
+        CONTAMINATED: other processes ran) and per_cpu_second. A training step is `train`'s own \
+        (Trainer.trainStep): AdamW as the peer (lr 1e-4 / 1e-3, weight decay 0.01, no clipping), \
+        plus the EMA of the weights that Trainer always keeps.
 
         Examples:
           ddpm-bench > bench.json
@@ -46,9 +47,9 @@ struct Bench: ParsableCommand {
             let net = NetworkFactory.benchUNet28(seed: 1)
             eprint("[unet] bench-unet-28: \(net.parameters.reduce(0) { $0 + $1.count }) params")
             for b in [64, 128] {
-                let step = BenchStep(net: net, batch: b, lr: 1e-4, schedule: sched, dataSeed: 7)
+                let trainer = try benchTrainer(net, batch: b, lr: 1e-4, schedule: sched, dataSeed: 7)
                 figures["unet.train_b\(b)"] = measure("unet.train_b\(b)", unit: "img/s", per: Double(b),
-                                                      warmup: 2, repeats: repeats, extra: ["batch": b]) { step.step() }
+                                                      warmup: 2, repeats: repeats, extra: ["batch": b]) { step(trainer) }
             }
             let x = uniformBatch(64 * 784, seed: 9)
             let t = [Int](repeating: 500, count: 64)
@@ -57,14 +58,14 @@ struct Bench: ParsableCommand {
                 _ = net.forward(x, t: t, y: nil, training: false)
             }
             if profile {
-                let step = BenchStep(net: net, batch: 64, lr: 1e-4, schedule: sched, dataSeed: 7)
-                step.step()
+                let trainer = try benchTrainer(net, batch: 64, lr: 1e-4, schedule: sched, dataSeed: 7)
+                step(trainer)
                 net.resetProfile()
                 net.profile = true
                 ConvProfile.enabled = threads == 1
                 ConvProfile.seconds = [0, 0, 0]
                 let steps = 3
-                for _ in 0..<steps { step.step() }
+                for _ in 0..<steps { step(trainer) }
                 net.profile = false
                 ConvProfile.enabled = false
                 if threads == 1 {
@@ -117,9 +118,9 @@ struct Bench: ParsableCommand {
             // The class-conditional bench-unet-28 (11 class rows, 10 = null): training with 10 % of the
             // labels dropped, and one classifier-free-guided DDPM step (one forward at batch 128, W = 3).
             let net = NetworkFactory.benchUNet28(classes: 10, seed: 1)
-            let step = BenchStep(net: net, batch: 64, lr: 1e-4, schedule: sched, dataSeed: 7, classes: 10)
+            let trainer = try benchTrainer(net, batch: 64, lr: 1e-4, schedule: sched, dataSeed: 7, classes: 10)
             figures["cond.train_b64"] = measure("cond.train_b64", unit: "img/s", per: 64, warmup: 2,
-                                                repeats: repeats, extra: ["batch": 64]) { step.step() }
+                                                repeats: repeats, extra: ["batch": 64]) { step(trainer) }
             let guided = ClassifierFreeGuided(try ModelPredictor(network: net, schedule: sched), scale: 3)
             figures["cond.cfg_step_b64"] = measure("cond.cfg_step_b64", unit: "s/step", per: 10, warmup: 1,
                                                    repeats: repeats, extra: ["batch": 64, "steps_per_run": 10], isTime: true) {
@@ -128,10 +129,10 @@ struct Bench: ParsableCommand {
         }
         if wanted.contains("mlp") {
             let net = NetworkFactory.benchMLP2D(seed: 1)
-            let step = BenchStep(net: net, batch: 256, lr: 1e-3, schedule: sched, dataSeed: 7)
+            let trainer = try benchTrainer(net, batch: 256, lr: 1e-3, schedule: sched, dataSeed: 7)
             figures["mlp.train_b256"] = measure("mlp.train_b256", unit: "steps/s", per: 200, warmup: 1,
                                                 repeats: repeats, extra: ["batch": 256, "steps": 200]) {
-                for _ in 0..<200 { step.step() }
+                for _ in 0..<200 { step(trainer) }
             }
             // 10,000 points through 1000 DDPM steps, end to end.
             let predictor = try ModelPredictor(network: net, schedule: sched)
@@ -147,7 +148,10 @@ struct Bench: ParsableCommand {
         let json: [String: Any] = [
             "env": ["tool": "ddpm-bench", "version": toolkitVersion, "threads": threads,
                     "cpus": ProcessInfo.processInfo.activeProcessorCount],
-            "method": "median of --repeats timed runs after warm-up; AdamW update as the peer",
+            "method": "median of --repeats timed runs after warm-up; a training step is Trainer.trainStep() as in train: "
+                + "the batch (t, eps, x_t = sqrt(abar) x0 + sqrt(1 - abar) eps; 10 % null labels for cond), forward, L_simple, "
+                + "backward, the gradient norm, AdamW as the peer (lr 1e-4 unet / 1e-3 mlp, weight decay 0.01, no clipping) and "
+                + "the EMA of the weights (decay 0.9999), which Trainer always keeps and the peer does not",
             "figures": figures,
             "peak_rss_mb": rssMB,
         ]
@@ -215,66 +219,24 @@ func measure(_ key: String, unit: String, per: Double, warmup: Int, repeats: Int
     return out
 }
 
-/// One training step as the peer's: eps ~ N(0, I), t uniform, x_t = sqrt(abar) x0 + sqrt(1 - abar) eps,
-/// forward, MSE(eps_hat, eps) (mean), backward, AdamW update.
-final class BenchStep {
-    let net: Network
-    let batch: Int
-    let lr: Float
-    let schedule: Schedule
-    let x0: [Float]
-    let per: Int
-    var stepIndex: UInt64 = 0
-    var xt: [Float]
-    var eps: [Float]
-    var t: [Int]
-    var optimizer: AdamW!
+/// The bench's training: the real `Trainer` on `batch` uniform samples in [-1, 1] (one epoch per
+/// step), seed 1. Class-conditional when classes > 0: labels cycle 0..K-1, 10 % become the null class.
+/// AdamW as the peer's: betas 0.9/0.999, eps 1e-8, weight decay 0.01, no clipping; EMA 0.9999.
+func benchTrainer(_ net: Network, batch: Int, lr: Double, schedule: Schedule, dataSeed: UInt64, classes: Int = 0) throws -> Trainer {
+    let data = TrainingData(x: uniformBatch(batch * net.inputShape.reduce(1, *), seed: dataSeed),
+                            y: classes > 0 ? (0..<batch).map { $0 % classes } : nil, sampleShape: net.inputShape)
+    var config = TrainConfig()
+    config.batch = batch
+    config.seed = 1
+    config.classes = classes
+    config.pUncond = 0.1
+    config.optimizer.lr = lr
+    config.optimizer.weightDecay = 0.01
+    config.optimizer.clip = 0
+    return try Trainer(network: net, schedule: schedule, data: data, config: config)
+}
 
-    /// Class-conditional when classes > 0: labels cycle 0..K-1 and 10 % become the null class K.
-    let classes: Int
-    var y: [Int]? = nil
-
-    init(net: Network, batch: Int, lr: Float, schedule: Schedule, dataSeed: UInt64, classes: Int = 0) {
-        self.net = net; self.batch = batch; self.lr = lr; self.schedule = schedule; self.classes = classes
-        per = net.inputShape.reduce(1, *)
-        x0 = uniformBatch(batch * per, seed: dataSeed)
-        xt = [Float](repeating: 0, count: batch * per)
-        eps = xt
-        t = [Int](repeating: 0, count: batch)
-        // The peer's optimizer: AdamW, betas 0.9/0.999, eps 1e-8, weight decay 0.01, no clipping.
-        var config = OptimizerConfig()
-        config.lr = Double(lr)
-        config.weightDecay = 0.01
-        config.clip = 0
-        optimizer = AdamW(parameters: net.parameters, config: config)
-    }
-
-    func step() {
-        stepIndex += 1
-        for s in 0..<batch {
-            var r = RandomStream(seed: stepIndex, purpose: .noise, index: UInt64(s))
-            var rt = RandomStream(seed: stepIndex, purpose: .timestep, index: UInt64(s))
-            t[s] = rt.nextInt(below: schedule.beta.count)
-            let a = Float(schedule.sqrtAlphaBar[t[s]]), b = Float(schedule.sqrtOneMinusAlphaBar[t[s]])
-            for i in 0..<per {
-                let e = r.nextNormal()
-                eps[s * per + i] = e
-                xt[s * per + i] = a * x0[s * per + i] + b * e
-            }
-        }
-        if classes > 0 {
-            y = (0..<batch).map { s in
-                var r = RandomStream(seed: stepIndex, purpose: .labelDrop, index: UInt64(s))
-                return r.nextUniform() < 0.1 ? classes : s % classes
-            }
-        }
-        let out = net.forward(xt, t: t, y: y, training: true)
-        // d/d out of mean((out - eps)^2) = 2 (out - eps) / count
-        let scale = 2 / Float(out.count)
-        var g = out
-        for i in 0..<g.count { g[i] = scale * (out[i] - eps[i]) }
-        for p in net.parameters { p.zeroGrad() }
-        _ = net.backward(g)
-        optimizer.update()
-    }
+/// One timed training step (a failing step is a bug of the bench: it stops).
+func step(_ trainer: Trainer) {
+    do { try trainer.trainStep() } catch { fatalError("ddpm-bench: training step failed: \(error)") }
 }

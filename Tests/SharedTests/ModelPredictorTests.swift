@@ -10,7 +10,7 @@ final class CountingNetwork: Network {
     var calls = 0, samples = 0
     init(_ inner: Network) { self.inner = inner }
     var parameters: [Parameter] { inner.parameters }
-    var architecture: [String: String] { inner.architecture }
+    var config: NetworkConfig { inner.config }
     var inputShape: [Int] { inner.inputShape }
     var outputShape: [Int] { inner.outputShape }
     func forward(_ x: [Float], t: [Int], y: [Int]?, training: Bool) -> [Float] {

@@ -100,7 +100,7 @@ final class TrainTests: XCTestCase {
         // A fixed batch (x_t, t, eps): the network can memorise eps, so the loss must fall by
         // orders of magnitude; random targets rule out any shortcut through the input.
         let schedule = Schedule.standard()
-        let net = MLP(dim: 2, width: 64, depth: 2, classes: 0, learnSigma: false, seed: 1)
+        let net = MLP(dim: 2, width: 64, depth: 2, sinusoidDim: 32, classes: 0, learnSigma: false, seed: 1)
         var r = RandomStream(seed: 5, purpose: .noise, index: 0)
         let n = 8
         let x0 = swissRoll(n: n, seed: 3)
@@ -273,6 +273,14 @@ final class TrainTests: XCTestCase {
         for p in loaded.network.parameters { XCTAssertEqual(p.value, fa["ema." + p.name]!.floats) }
         let raw = try ModelFile.load(path: a, weights: .raw)
         for p in raw.network.parameters { XCTAssertEqual(p.value, fa["raw." + p.name]!.floats) }
+        // Repeating the original command with --resume continues it: the same flags are accepted.
+        r = try runTool("train", common + ["--steps", "30", "--checkpoint", ck, "--every", "7", "-o", b, "--resume", ck])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let fr = try Frame.load(path: b)
+        for name in fa.names {
+            guard case .f32(let x) = fa[name]!.storage, case .f32(let y) = fr[name]!.storage else { continue }
+            XCTAssertEqual(x.map(\.bitPattern), y.map(\.bitPattern), "tensor \(name) differs after a resume with the same flags")
+        }
         // The same for a small U-Net on 8x8 images: hybrid loss (discretised decoder), classes,
         // dropout 0.1 (masks keyed by step), warm-up, 2 levels with attention at 4x4.
         var img = Frame(metadata: ["kind": "batch"])
@@ -281,7 +289,7 @@ final class TrainTests: XCTestCase {
         img["y"] = Tensor((0..<40).map { Int64($0 % 4) }, shape: [40])
         let imgData = dir.appendingPathComponent("img.st").path
         try Frame.save([img], path: imgData)
-        let ucommon = ["--data", imgData, "--batch", "6", "--channels", "8", "--mults", "1,2", "--res-blocks", "1",
+        let ucommon = ["--data", imgData, "--batch", "6", "--channels", "8", "--mults", "1,2", "--res-blocks", "1", "--attn", "4",
                        "--dropout", "0.1", "--warmup", "3", "--loss", "hybrid", "--quiet"]
         let ua = dir.appendingPathComponent("ua.st").path, ub = dir.appendingPathComponent("ub.st").path
         let uck = dir.appendingPathComponent("uck.st").path
@@ -300,10 +308,20 @@ final class TrainTests: XCTestCase {
             XCTAssertEqual(x.map(\.bitPattern), y.map(\.bitPattern), "U-Net tensor \(name) differs after resume")
         }
 
-        // Resuming with a flag the checkpoint fixes is refused.
-        r = try runTool("train", ["--data", data, "--resume", ck, "--steps", "30", "--lr", "1", "-o", b])
-        XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("--lr cannot be combined with --resume"), r.stderr)
+        // Resuming with a value the checkpoint fixes changed is refused, naming both values; the
+        // U-Net checkpoint with the U-Net flags repeated is accepted.
+        for (args, message) in [(["--lr", "1"], "--lr 1.0 differs from the checkpoint's 0.001"),
+                                (["--width", "64"], "--width 64 differs from the checkpoint's 32"),
+                                (["--loss", "simple"], "--loss simple differs from the checkpoint's hybrid"),
+                                (["--seed", "4"], "--seed 4 differs from the checkpoint's 3"),
+                                (["--channels", "8"], "--channels does not apply to the checkpoint's MLP"),
+                                (["--classifier"], "--classifier given, but the checkpoint trains a noise predictor")] {
+            r = try runTool("train", ["--data", data, "--resume", ck, "--steps", "30", "-o", b] + args)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.hasPrefix("train: ") && r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+        r = try runTool("train", ucommon + ["--steps", "10", "--checkpoint", uck, "-o", ub, "--resume", uck])
+        XCTAssertEqual(r.status, 0, r.stderr)
     }
 
     func testUNetLearnsTwoPatternsWithTheHybridLoss() throws {
@@ -318,7 +336,7 @@ final class TrainTests: XCTestCase {
         let dir = temporaryDirectory()
         let log = dir.appendingPathComponent("log.csv").path
         let r = try runTool("train", ["--steps", "200", "--batch", "16", "--channels", "16", "--mults", "1,2", "--res-blocks", "1",
-                                      "--dropout", "0", "--lr", "2e-3", "--loss", "hybrid", "--log", log,
+                                      "--attn", "4", "--dropout", "0", "--lr", "2e-3", "--loss", "hybrid", "--log", log,
                                       "-o", dir.appendingPathComponent("m.st").path, "--quiet"], stdin: try encode([f]))
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
@@ -406,8 +424,16 @@ final class TrainTests: XCTestCase {
         let good = [frame(x4, [4, 2])]
         cases.append(("output directory missing", good, ["-o", dir.appendingPathComponent("no/such/dir/m.st").path], "does not exist"))
         cases.append(("--classifier without labels", good, ["--classifier"], "needs labels"))
-        cases.append(("hybrid with --classifier", [frame(x4, [4, 2], y: Tensor([Int64(0), 1, 0, 1], shape: [4]))],
-                      ["--classifier", "--loss", "hybrid"], "does not apply"))
+        cases.append(("--classifier with one class", [frame(x4, [4, 2], y: Tensor([Int64](repeating: 0, count: 4), shape: [4]))],
+                      ["--classifier"], "a classifier needs labels 'y' with at least 2 classes, got 1"))
+        cases.append(("--arch unet on vectors", good, ["--arch", "unet"], "--arch unet: a U-Net needs image samples"))
+        cases.append(("--mults too deep for the image", [frame([Float](repeating: 0, count: 2 * 64), [2, 1, 8, 8])],
+                      ["--mults", "1,2,2,2,2"], "--mults: image size 8x8 is not divisible by 16"))
+        cases.append(("--attn at no level", [frame([Float](repeating: 0, count: 2 * 64), [2, 1, 8, 8])],
+                      ["--attn", "5"], "--attn 5: no level has feature maps of size 5"))
+        cases.append(("--width on images", [frame([Float](repeating: 0, count: 2 * 64), [2, 1, 8, 8])],
+                      ["--width", "5"], "--width does not apply to the U-Net"))
+        cases.append(("too many parameters", good, ["--width", "60000", "--depth", "64"], "more than the limit"))
         for (what, frames, args, message) in cases {
             let start = Date()
             // 10^9 steps: had training started, the test would not finish.
@@ -418,6 +444,25 @@ final class TrainTests: XCTestCase {
             XCTAssertTrue(r.stderr.hasPrefix("train: ") && r.stderr.contains(message), "\(what): \(r.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), what)
             XCTAssertLessThan(Date().timeIntervalSince(start), 10, what)
+        }
+    }
+
+    func testFlagErrorsAreUsageErrors() throws {
+        // Rules between flags and bounds of single values are checked by the option groups'
+        // validate() before anything is read: argument errors, as ArgumentParser prints them.
+        for (args, message) in [(["--classifier", "--loss", "hybrid"], "--loss hybrid does not apply to --classifier"),
+                                (["--lr=-1"], "--lr: learning rate -1.0 must be a finite number > 0"),
+                                (["--ema", "1"], "--ema: EMA decay 1.0 must lie in [0, 1)"),
+                                (["--p-uncond", "2"], "--p-uncond: label dropout probability 2.0 must lie in [0, 1]"),
+                                (["--clip", "nan"], "--clip: gradient clipping norm nan must be a finite number >= 0"),
+                                (["--batch", "0"], "--batch: batch size 0 must lie in 1 ... 65536"),
+                                (["--classifier", "--classes", "1"], "--classes: a classifier needs labels 'y' with at least 2 classes, got 1"),
+                                (["--arch", "mlp", "--channels", "8"], "--channels is a U-Net flag; it does not apply to --arch mlp"),
+                                (["--mults", "1,x"], "--mults '1,x': expected comma-separated integers"),
+                                (["--every", "5"], "--every needs --checkpoint FILE")] {
+            let r = try runTool("train", ["--steps", "1000000000", "-o", "/dev/null"] + args, stdin: Data())
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
         }
     }
 

@@ -13,7 +13,7 @@
 // Every per-element quantity is computed in Double.
 import Foundation
 
-public enum LossKind: String, CaseIterable, Sendable {
+public enum LossKind: String, CaseIterable, Codable, Sendable {
     case simple, hybrid
 }
 
@@ -166,16 +166,15 @@ public struct DiffusionLoss {
     /// frac = (v + 1) / 2 (Nichol & Dhariwal 2021 eq. 15). d/dv = (log beta_t - log beta~_t) / 2.
     @inline(__always)
     public func modelLogVariance(v: Double, t: Int) -> Double {
-        let frac = (v + 1) / 2
-        return frac * logBeta[t] + (1 - frac) * schedule.posteriorLogVarianceClipped[t]
+        Posterior.learnedLogVariance(v: v, t: t, schedule: schedule)
     }
 
     /// The mean of p_theta(x_{t-1} | x_t) from eps_theta (Ho et al. eq. 11 written through x0_hat):
     /// x0_hat = (x_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t); mu = coef1 x0_hat + coef2 x_t (eq. 7).
     @inline(__always)
     public func modelMean(xt: Double, epsHat: Double, t: Int) -> Double {
-        let x0Hat = (xt - schedule.sqrtOneMinusAlphaBar[t] * epsHat) / schedule.sqrtAlphaBar[t]
-        return schedule.posteriorMeanCoef1[t] * x0Hat + schedule.posteriorMeanCoef2[t] * xt
+        let x0Hat = Posterior.predictX0(xt: xt, eps: epsHat, alphaBar: schedule.alphaBar[t])
+        return Posterior.mean(x0: x0Hat, xt: xt, t: t, schedule: schedule)
     }
 
     /// L_t of one sample in bits per dim and d L_t / d v per element (written into gradV).
@@ -190,10 +189,9 @@ public struct DiffusionLoss {
             // KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)): the true posterior has mean
             // coef1 x0 + coef2 x_t and log variance log beta~_t (clipped).
             let trueLogVar = schedule.posteriorLogVarianceClipped[t]
-            let c1 = schedule.posteriorMeanCoef1[t], c2 = schedule.posteriorMeanCoef2[t]
             for i in 0..<m {
                 let xti = Double(xt[i])
-                let trueMean = c1 * Double(x0[i]) + c2 * xti
+                let trueMean = Posterior.mean(x0: Double(x0[i]), xt: xti, t: t, schedule: schedule)
                 let mean = modelMean(xt: xti, epsHat: Double(epsHat[i]), t: t)
                 let logVar = modelLogVariance(v: Double(v[i]), t: t)
                 sum += Losses.normalKL(mean1: trueMean, logVar1: trueLogVar, mean2: mean, logVar2: logVar)

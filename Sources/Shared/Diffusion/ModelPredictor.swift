@@ -42,11 +42,11 @@ public final class ModelPredictor: PairPredictor {
         }
         self.network = network
         self.schedule = schedule
-        self.classes = Int(network.architecture["classes"] ?? "0") ?? 0
+        self.classes = network.classes
         self.sampleShape = inShape
         self.describe = describe
         // MLPs are cheap per sample; convolutional networks hold large activations per sample.
-        self.maxBatch = max(1, maxBatch ?? (network.architecture["arch"] == "mlp" ? 8192 : 256))
+        self.maxBatch = max(1, maxBatch ?? (network.config.kind == .mlp ? 8192 : 256))
     }
 
     /// Wraps a model file (`ModelFile.load`): its network and its schedule.

@@ -30,9 +30,9 @@ public struct TrainingData {
         self.count = x.count / max(1, sampleShape.reduce(1, *))
     }
 
-    /// Validates and concatenates a data stream: every frame needs `x` (F32 or F64, [N, ...]) of one
-    /// sample shape; `y`, if present in one frame, must be in all, integer (I64/I32/U8), [N], >= 0.
-    /// Frames of kind `schedule` are skipped.
+    /// Validates (`Batch`, frame by frame) and concatenates a data stream: every frame needs `x`
+    /// (F32 or F64, [N, D] or [N, C, H, W]) of one sample shape; `y`, if present in one frame, must
+    /// be in all, integer (I64/I32/U8), [N], >= 0. Frames of kind `schedule` are skipped.
     public init(frames: [Frame]) throws {
         var xs: [Float] = []
         var ys: [Int] = []
@@ -41,44 +41,18 @@ public struct TrainingData {
         var n = 0
         for (k, f) in frames.enumerated() where f.kind != "schedule" {
             let frameNo = k + 1
-            guard let x = f["x"] else {
-                throw DDPMError("frame \(frameNo) has no tensor 'x' (it has: \(f.names.isEmpty ? "none" : f.names.joined(separator: ", ")))")
+            let batch = try Batch(frame: f, index: frameNo, rules: BatchRules(timesteps: false))
+            if let shape, shape != batch.sampleShape {
+                throw DDPMError("frame \(frameNo): 'x' samples have shape \(batch.sampleShape), earlier frames \(shape); mixed shapes cannot be trained together")
             }
-            guard x.dtype == .f32 || x.dtype == .f64 else {
-                throw DDPMError("frame \(frameNo): 'x' must be F32 (or F64), found \(x.dtype.rawValue)")
+            shape = batch.sampleShape
+            if let hasY, hasY != (batch.y != nil) {
+                throw DDPMError("frame \(frameNo): \(batch.y == nil ? "has no 'y' but earlier frames do" : "has 'y' but earlier frames do not")")
             }
-            guard x.shape.count >= 2, x.shape.allSatisfy({ $0 > 0 }) else {
-                throw DDPMError("frame \(frameNo): 'x' must have shape [N, D] or [N, C, H, W] with no zero sizes, found \(x.shape)")
-            }
-            let s = Array(x.shape.dropFirst())
-            if let shape, shape != s {
-                throw DDPMError("frame \(frameNo): 'x' samples have shape \(s), earlier frames \(shape); mixed shapes cannot be trained together")
-            }
-            shape = s
-            let values = x.floats
-            if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                throw DDPMError("frame \(frameNo): 'x' holds a non-finite value (\(values[bad])) at element \(bad)")
-            }
-            let y = f["y"]
-            if let hasY, hasY != (y != nil) {
-                throw DDPMError("frame \(frameNo): \(y == nil ? "has no 'y' but earlier frames do" : "has 'y' but earlier frames do not")")
-            }
-            hasY = y != nil
-            if let y {
-                guard y.dtype == .i64 || y.dtype == .i32 || y.dtype == .u8 else {
-                    throw DDPMError("frame \(frameNo): labels 'y' must be integers (I64, I32 or U8), found \(y.dtype.rawValue)")
-                }
-                guard y.shape == [x.shape[0]] else {
-                    throw DDPMError("frame \(frameNo): 'y' has shape \(y.shape), expected [\(x.shape[0])] (one label per sample)")
-                }
-                let labels = try y.integers()
-                if let neg = labels.first(where: { $0 < 0 }) {
-                    throw DDPMError("frame \(frameNo): negative class label \(neg) in 'y'")
-                }
-                ys.append(contentsOf: labels.map { Int($0) })
-            }
-            xs.append(contentsOf: values)
-            n += x.shape[0]
+            hasY = batch.y != nil
+            if let y = batch.y { ys.append(contentsOf: y) }
+            xs.append(contentsOf: batch.x)
+            n += batch.count
         }
         guard let shape, n > 0 else { throw DDPMError("no training data: the stream holds no frames with 'x'") }
         self.x = xs
@@ -86,14 +60,18 @@ public struct TrainingData {
         self.sampleShape = shape
         self.count = n
     }
+
+    /// The number of classes the labels imply: max(y) + 1, or 0 without labels.
+    public var inferredClasses: Int { (y?.max()).map { $0 + 1 } ?? 0 }
 }
 
-/// Everything that shapes a training run besides the network and the data.
 /// What is trained: the eps-prediction network, or the noise-aware classifier p(y | x_t, t).
-public enum TrainObjective: String, Sendable {
+public enum TrainObjective: String, Codable, Sendable {
     case denoiser, classifier
 }
 
+/// Everything that shapes a training run besides the network and the data. The defaults are
+/// these, the optimizer's (OptimizerConfig) and, for batch and lr, the network's (`defaults(for:)`).
 public struct TrainConfig: Sendable {
     public var objective: TrainObjective = .denoiser
     public var batch: Int = 64
@@ -110,6 +88,8 @@ public struct TrainConfig: Sendable {
 }
 
 public final class Trainer {
+    /// Values of one batch (batch x sample size) at most: each of x0, x_t and eps is one such buffer.
+    public static let maxBatchValues = 1 << 28
     public let network: Network
     public let schedule: Schedule
     public let data: TrainingData
@@ -133,27 +113,34 @@ public final class Trainer {
         guard network.inputShape == data.sampleShape else {
             throw DDPMError("the network takes samples of shape \(network.inputShape), the data has \(data.sampleShape)")
         }
+        try config.validate()
         let outCount = network.outputShape.reduce(1, *)
-        let want = config.objective == .classifier ? config.classes : (config.loss == .hybrid ? 2 * m : m)
         if config.objective == .classifier {
             guard data.y != nil, config.classes >= 2 else {
-                throw DDPMError("--classifier needs labels 'y' with at least 2 classes")
+                throw DDPMError("a classifier needs labels 'y' with at least 2 classes")
             }
             guard outCount == config.classes else {
                 throw DDPMError("the classifier outputs \(outCount) logits for \(config.classes) classes")
             }
-        } else if outCount != want {
-            throw DDPMError(config.loss == .hybrid
-                ? "--loss hybrid needs a network with a learned variance (output \(2 * m) values per sample, it has \(outCount))"
-                : "the network outputs \(outCount) values per sample; --loss simple needs \(m) (a learned-variance network needs --loss hybrid)")
+        } else {
+            let want = config.loss == .hybrid ? 2 * m : m
+            guard outCount == want else {
+                throw DDPMError(config.loss == .hybrid
+                    ? "the hybrid loss needs a network with a learned variance (output \(2 * m) values per sample, it has \(outCount))"
+                    : "the network outputs \(outCount) values per sample; the simple loss needs \(m) (a learned-variance network needs the hybrid loss)")
+            }
+            guard config.classes == 0 || network.classes == config.classes else {
+                throw DDPMError("the network is conditioned on \(network.classes) classes, the training on \(config.classes)")
+            }
         }
-        guard config.batch > 0 else { throw DDPMError("--batch must be positive, got \(config.batch)") }
-        guard config.pUncond >= 0 && config.pUncond <= 1 else { throw DDPMError("--p-uncond must lie in [0, 1], got \(config.pUncond)") }
+        guard config.batch * m <= Trainer.maxBatchValues else {
+            throw DDPMError("a batch of \(config.batch) samples of \(m) values exceeds \(Trainer.maxBatchValues) values")
+        }
         if config.classes > 0, let y = data.y, let bad = y.first(where: { $0 >= config.classes }) {
-            throw DDPMError("class label \(bad) is out of range for --classes \(config.classes) (labels must be 0..<\(config.classes))")
+            throw DDPMError("class label \(bad) is out of range for \(config.classes) classes (labels must be 0..<\(config.classes))")
         }
         if config.classes > 0 && data.y == nil {
-            throw DDPMError("--classes \(config.classes) given but the data has no labels 'y'")
+            throw DDPMError("\(config.classes) classes asked for, but the data has no labels 'y'")
         }
         self.network = network
         self.schedule = schedule
@@ -227,7 +214,7 @@ public final class Trainer {
                 for j in 0..<m {
                     let x = src[idx * m + j]
                     x0p[i * m + j] = x
-                    xtp[i * m + j] = a * x + b * e[j]
+                    xtp[i * m + j] = ForwardProcess.qSample(x0: x, eps: e[j], a: a, b: b)
                 }
                 if config.objective == .classifier, let labels = data.y {
                     y[i] = labels[idx]      // the target: never dropped
@@ -282,7 +269,7 @@ extension TrainConfig {
          "clip": "\(optimizer.clip)", "weight_decay": "\(optimizer.weightDecay)", "ema_decay": "\(emaDecay)"]
     }
 
-    /// Reads back `metadata` (for --resume); every key must be present and valid.
+    /// Reads back `metadata` (to resume); every key must be present and parse (bounds: `validate()`).
     public init(metadata m: [String: String]) throws {
         func value<T>(_ key: String, _ parse: (String) -> T?) throws -> T {
             guard let s = m[key], let v = parse(s) else { throw DDPMError("checkpoint metadata lacks a valid '\(key)'") }
@@ -304,6 +291,112 @@ extension TrainConfig {
         optimizer.clip = try value("clip") { Double($0) }
         optimizer.weightDecay = try value("weight_decay") { Double($0) }
         emaDecay = try value("ema_decay") { Double($0) }
+    }
+}
+
+// MARK: bounds, defaults, Codable
+
+extension TrainConfig {
+    /// Examples per step by default: 64 for a U-Net, 128 for a classifier of images, 256 otherwise.
+    public static let unetBatch = 64, imageClassifierBatch = 128, otherBatch = 256
+    /// Peak learning rate by default: 2e-4 for a U-Net, 1e-3 otherwise (MLPs, classifiers).
+    public static let unetLearningRate = 2e-4, otherLearningRate = 1e-3
+
+    /// The defaults for training `network`: objective, loss, classes and seed follow the network
+    /// (classifier or not, learned variance, conditioning, initialisation seed), batch and lr its family.
+    public static func defaults(for network: NetworkConfig) -> TrainConfig {
+        var c = TrainConfig()
+        c.objective = network.isClassifier ? .classifier : .denoiser
+        c.loss = network.learnSigma ? .hybrid : .simple
+        c.classes = network.classes
+        c.seed = network.seed
+        switch network {
+        case .unet: c.batch = unetBatch
+        case .classifier where network.inputShape.count == 3: c.batch = imageClassifierBatch
+        default: c.batch = otherBatch
+        }
+        if case .unet = network { c.optimizer.lr = unetLearningRate } else { c.optimizer.lr = otherLearningRate }
+        return c
+    }
+
+    /// Every setting out of bounds (keys as in `metadata`), for flags and checkpoints alike.
+    public var issues: [ConfigIssue] {
+        var out: [ConfigIssue] = []
+        func finite(_ v: Double, _ ok: Bool) -> Bool { v.isFinite && ok }
+        if !(1...ConfigLimits.batch).contains(batch) { out.append(ConfigIssue("batch", "batch size \(batch) must lie in 1 ... \(ConfigLimits.batch)")) }
+        let o = optimizer
+        if !finite(o.lr, o.lr > 0) { out.append(ConfigIssue("lr", "learning rate \(o.lr) must be a finite number > 0")) }
+        if o.warmup < 0 { out.append(ConfigIssue("warmup", "warm-up of \(o.warmup) steps: must be >= 0")) }
+        if !finite(o.clip, o.clip >= 0) { out.append(ConfigIssue("clip", "gradient clipping norm \(o.clip) must be a finite number >= 0 (0: no clipping)")) }
+        if !finite(o.weightDecay, o.weightDecay >= 0) { out.append(ConfigIssue("weight_decay", "weight decay \(o.weightDecay) must be a finite number >= 0")) }
+        if !(o.beta1 >= 0 && o.beta1 < 1) { out.append(ConfigIssue("adam_beta1", "AdamW beta1 \(o.beta1) must lie in [0, 1)")) }
+        if !(o.beta2 >= 0 && o.beta2 < 1) { out.append(ConfigIssue("adam_beta2", "AdamW beta2 \(o.beta2) must lie in [0, 1)")) }
+        if !finite(o.eps, o.eps > 0) { out.append(ConfigIssue("adam_eps", "AdamW epsilon \(o.eps) must be a finite number > 0")) }
+        if !(emaDecay >= 0 && emaDecay < 1) { out.append(ConfigIssue("ema_decay", "EMA decay \(emaDecay) must lie in [0, 1)")) }
+        if !(pUncond >= 0 && pUncond <= 1) { out.append(ConfigIssue("p_uncond", "label dropout probability \(pUncond) must lie in [0, 1]")) }
+        if !finite(vlbWeight, vlbWeight >= 0) { out.append(ConfigIssue("vlb_weight", "hybrid-loss weight \(vlbWeight) must be a finite number >= 0")) }
+        if !(0...ConfigLimits.classes).contains(classes) {
+            out.append(ConfigIssue("classes", "\(classes) classes: must lie in 0 ... \(ConfigLimits.classes)"))
+        } else if objective == .classifier && classes < 2 {
+            out.append(ConfigIssue("classes", "a classifier needs labels 'y' with at least 2 classes, got \(classes)"))
+        }
+        if objective == .classifier && loss == .hybrid {
+            out.append(ConfigIssue("loss", "the hybrid loss does not apply to a classifier (it is trained with cross-entropy)"))
+        }
+        return out
+    }
+
+    /// Throws the first issue.
+    public func validate() throws {
+        if let issue = issues.first { throw DDPMError(issue.message) }
+    }
+}
+
+extension TrainConfig: Equatable, Codable {
+    enum CodingKeys: String, CodingKey {
+        case objective, loss, vlbWeight = "vlb_weight", classes, pUncond = "p_uncond", seed, batch, lr,
+             beta1 = "adam_beta1", beta2 = "adam_beta2", eps = "adam_eps", warmup, clip, weightDecay = "weight_decay",
+             emaDecay = "ema_decay"
+    }
+
+    public static func == (a: TrainConfig, b: TrainConfig) -> Bool {
+        a.objective == b.objective && a.batch == b.batch && a.seed == b.seed && a.loss == b.loss && a.vlbWeight == b.vlbWeight
+            && a.classes == b.classes && a.pUncond == b.pUncond && a.emaDecay == b.emaDecay
+            && a.optimizer.lr == b.optimizer.lr && a.optimizer.beta1 == b.optimizer.beta1 && a.optimizer.beta2 == b.optimizer.beta2
+            && a.optimizer.eps == b.optimizer.eps && a.optimizer.weightDecay == b.optimizer.weightDecay
+            && a.optimizer.warmup == b.optimizer.warmup && a.optimizer.clip == b.optimizer.clip
+    }
+
+    /// Flat keys, the same names as `metadata`'s; absent keys take the defaults.
+    public init(from decoder: Decoder) throws {
+        let k = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        objective = try k.decodeIfPresent(TrainObjective.self, forKey: .objective) ?? objective
+        loss = try k.decodeIfPresent(LossKind.self, forKey: .loss) ?? loss
+        vlbWeight = try k.decodeIfPresent(Double.self, forKey: .vlbWeight) ?? vlbWeight
+        classes = try k.decodeIfPresent(Int.self, forKey: .classes) ?? classes
+        pUncond = try k.decodeIfPresent(Double.self, forKey: .pUncond) ?? pUncond
+        seed = try k.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
+        batch = try k.decodeIfPresent(Int.self, forKey: .batch) ?? batch
+        optimizer.lr = try k.decodeIfPresent(Double.self, forKey: .lr) ?? optimizer.lr
+        optimizer.beta1 = try k.decodeIfPresent(Double.self, forKey: .beta1) ?? optimizer.beta1
+        optimizer.beta2 = try k.decodeIfPresent(Double.self, forKey: .beta2) ?? optimizer.beta2
+        optimizer.eps = try k.decodeIfPresent(Double.self, forKey: .eps) ?? optimizer.eps
+        optimizer.warmup = try k.decodeIfPresent(Int.self, forKey: .warmup) ?? optimizer.warmup
+        optimizer.clip = try k.decodeIfPresent(Double.self, forKey: .clip) ?? optimizer.clip
+        optimizer.weightDecay = try k.decodeIfPresent(Double.self, forKey: .weightDecay) ?? optimizer.weightDecay
+        emaDecay = try k.decodeIfPresent(Double.self, forKey: .emaDecay) ?? emaDecay
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var k = encoder.container(keyedBy: CodingKeys.self)
+        try k.encode(objective, forKey: .objective); try k.encode(loss, forKey: .loss)
+        try k.encode(vlbWeight, forKey: .vlbWeight); try k.encode(classes, forKey: .classes)
+        try k.encode(pUncond, forKey: .pUncond); try k.encode(seed, forKey: .seed); try k.encode(batch, forKey: .batch)
+        try k.encode(optimizer.lr, forKey: .lr); try k.encode(optimizer.beta1, forKey: .beta1)
+        try k.encode(optimizer.beta2, forKey: .beta2); try k.encode(optimizer.eps, forKey: .eps)
+        try k.encode(optimizer.warmup, forKey: .warmup); try k.encode(optimizer.clip, forKey: .clip)
+        try k.encode(optimizer.weightDecay, forKey: .weightDecay); try k.encode(emaDecay, forKey: .emaDecay)
     }
 }
 

@@ -23,7 +23,8 @@ public final class NoiseAwareClassifier: Network {
     var batch = 0
     var m: Int { inShape.reduce(1, *) }
 
-    public init(inShape: [Int], width: Int = 256, depth: Int = 2, sinusoidDim: Int = 32, classes: Int, seed: UInt64 = 0) throws {
+    /// The sizes have no defaults here: ClassifierConfig.MLPEncoder holds the one set.
+    public init(inShape: [Int], width: Int, depth: Int, sinusoidDim: Int, classes: Int, seed: UInt64 = 0) throws {
         guard !inShape.isEmpty, inShape.allSatisfy({ $0 > 0 }) else { throw DDPMError("classifier: bad input shape \(inShape)") }
         guard width > 0, depth > 0, sinusoidDim > 0, sinusoidDim % 2 == 0 else {
             throw DDPMError("classifier: width and depth must be positive, temb_dim positive and even")
@@ -43,21 +44,9 @@ public final class NoiseAwareClassifier: Network {
         parameters = f.all
     }
 
-    /// Rebuilds from `architecture` (arch = classifier-mlp).
-    public convenience init(architecture a: [String: String]) throws {
-        func int(_ k: String, _ d: Int?) throws -> Int {
-            guard let s = a[k] ?? d.map(String.init), let v = Int(s) else { throw DDPMError("classifier architecture: bad or missing '\(k)'") }
-            return v
-        }
-        let shape = (a["in_shape"] ?? "").split(separator: ",").compactMap { Int($0) }
-        try self.init(inShape: shape, width: try int("width", 256), depth: try int("depth", 2),
-                      sinusoidDim: try int("temb_dim", 32), classes: try int("classes", nil),
-                      seed: UInt64(a["seed"] ?? "0") ?? 0)
-    }
-
-    public var architecture: [String: String] {
-        ["arch": "classifier-mlp", "in_shape": inShape.map(String.init).joined(separator: ","), "width": String(width),
-         "depth": String(depth), "temb_dim": String(sinusoidDim), "classes": String(classes), "seed": String(seed)]
+    public var config: NetworkConfig {
+        .classifier(ClassifierConfig(inShape: inShape, classes: classes,
+                                     encoder: .mlp(.init(width: width, depth: depth, tembDim: sinusoidDim)), seed: seed))
     }
     public var inputShape: [Int] { inShape }
     public var outputShape: [Int] { [classes] }
@@ -92,13 +81,9 @@ public final class NoiseAwareClassifier: Network {
     }
 }
 
-/// Every network a model file can hold: the noise predictors of `NetworkFactory` and the classifier.
+/// Every network a model file can hold (noise predictors and classifiers), from its `arch.*` keys.
 public func makeAnyNetwork(architecture a: [String: String]) throws -> Network {
-    switch a["arch"] {
-    case "classifier-mlp": return try NoiseAwareClassifier(architecture: a)
-    case "classifier-unet": return try NoiseAwareUNetClassifier(architecture: a)
-    default: return try NetworkFactory.make(architecture: a)
-    }
+    try NetworkConfig(architecture: a).make()
 }
 
 /// log p_phi(y_i | x_t_i, t_i) per sample and grad_{x_t} log p_phi(y | x_t, t) [n, M] (backward
@@ -151,13 +136,14 @@ public final class NoiseAwareUNetClassifier: Network {
     var last = (c: 0, h: 0, w: 0)
     var batch = 0
 
-    public init(inShape: [Int], channels: Int = 32, mults: [Int] = [1, 2, 2], resBlocks: Int = 1, groups: Int = 8,
+    /// The sizes have no defaults here: ClassifierConfig.UNetEncoder holds the one set.
+    public init(inShape: [Int], channels: Int, mults: [Int], resBlocks: Int, groups: Int,
                 classes: Int, seed: UInt64 = 0) throws {
         guard inShape.count == 3, inShape.allSatisfy({ $0 > 0 }) else { throw DDPMError("classifier-unet: input shape must be [C, H, W], got \(inShape)") }
         guard !mults.isEmpty, mults.allSatisfy({ $0 > 0 }), channels > 0, resBlocks > 0, groups > 0 else {
             throw DDPMError("classifier-unet: channels, mults, res_blocks and groups must be positive")
         }
-        guard mults.allSatisfy({ (channels * $0) % groups == 0 }) else {
+        guard channels % groups == 0, mults.allSatisfy({ (channels * $0) % groups == 0 }) else {
             throw DDPMError("classifier-unet: every level's channels must be divisible by groups \(groups)")
         }
         guard classes >= 2 else { throw DDPMError("classifier-unet: needs at least 2 classes, got \(classes)") }
@@ -185,21 +171,10 @@ public final class NoiseAwareUNetClassifier: Network {
         parameters = f.all
     }
 
-    public convenience init(architecture a: [String: String]) throws {
-        func ints(_ k: String) -> [Int]? { a[k].map { $0.split(separator: ",").compactMap { Int($0) } } }
-        func int(_ k: String, _ d: Int?) throws -> Int {
-            guard let s = a[k] ?? d.map(String.init), let v = Int(s) else { throw DDPMError("classifier architecture: bad or missing '\(k)'") }
-            return v
-        }
-        try self.init(inShape: ints("in_shape") ?? [], channels: try int("channels", 32), mults: ints("mults") ?? [1, 2, 2],
-                      resBlocks: try int("res_blocks", 1), groups: try int("groups", 8), classes: try int("classes", nil),
-                      seed: UInt64(a["seed"] ?? "0") ?? 0)
-    }
-
-    public var architecture: [String: String] {
-        ["arch": "classifier-unet", "in_shape": inShape.map(String.init).joined(separator: ","), "channels": String(channels),
-         "mults": mults.map(String.init).joined(separator: ","), "res_blocks": String(resBlocks), "groups": String(groups),
-         "classes": String(classes), "seed": String(seed)]
+    public var config: NetworkConfig {
+        .classifier(ClassifierConfig(inShape: inShape, classes: classes,
+                                     encoder: .unet(.init(channels: channels, mults: mults, resBlocks: resBlocks, groups: groups)),
+                                     seed: seed))
     }
     public var inputShape: [Int] { inShape }
     public var outputShape: [Int] { [classes] }

@@ -53,7 +53,8 @@ public final class MLP: Network {
     /// such a block stay in the core's cache); per-row results do not depend on it.
     let blockRows = 256
 
-    public init(dim: Int, width: Int = 128, depth: Int = 3, sinusoidDim: Int = 32,
+    /// The sizes have no defaults here: MLPConfig holds the MLP's one set (`MLP(config:)`).
+    public init(dim: Int, width: Int, depth: Int, sinusoidDim: Int,
                 classes: Int = 0, learnSigma: Bool = false, seed: UInt64 = 0) {
         precondition(dim > 0 && width > 0 && depth > 0 && sinusoidDim > 0 && sinusoidDim % 2 == 0 && classes >= 0)
         self.dim = dim
@@ -75,10 +76,16 @@ public final class MLP: Network {
         parameters = f.all
     }
 
-    public var architecture: [String: String] {
-        ["arch": "mlp", "dim": String(dim), "width": String(width), "depth": String(depth),
-         "temb_dim": String(sinusoidDim), "classes": String(classes),
-         "learn_sigma": String(learnSigma), "seed": String(seed)]
+    /// Validates `config`, then builds the network.
+    public convenience init(config c: MLPConfig) throws {
+        try NetworkConfig.mlp(c).validate()
+        self.init(dim: c.dim, width: c.width, depth: c.depth, sinusoidDim: c.tembDim, classes: c.classes,
+                  learnSigma: c.learnSigma, seed: c.seed)
+    }
+
+    public var config: NetworkConfig {
+        .mlp(MLPConfig(dim: dim, width: width, depth: depth, tembDim: sinusoidDim, classes: classes,
+                       learnSigma: learnSigma, seed: seed))
     }
     public var inputShape: [Int] { [dim] }
     public var outputShape: [Int] { [learnSigma ? 2 * dim : dim] }

@@ -19,6 +19,8 @@ public struct LoadedModel {
     /// The whole frame (for resuming: raw, EMA and optimizer tensors).
     public var frame: Frame
 
+    /// The network's typed hyper-parameters (read from the `arch.` keys).
+    public var config: NetworkConfig { network.config }
     /// The network's architecture dictionary, from the `arch.` keys.
     public var architecture: [String: String] { ModelFile.architecture(from: metadata) }
     public var loss: LossKind { LossKind(rawValue: metadata["loss"] ?? "simple") ?? .simple }
@@ -90,7 +92,7 @@ public enum ModelFile {
     }
 
     /// Rebuilds the network of a model, classifier or checkpoint frame (with `factory`, normally
-    /// `makeAnyNetwork`: NetworkFactory.make or the classifier) and loads the chosen weights into it.
+    /// `makeAnyNetwork`: `NetworkConfig(architecture:).make()`) and loads the chosen weights into it.
     public static func load(frame: Frame, weights: WeightChoice = .ema,
                             factory: ([String: String]) throws -> Network = makeAnyNetwork(architecture:)) throws -> LoadedModel {
         guard frame.kind == "model" || frame.kind == "checkpoint" || frame.kind == "classifier" else {

@@ -30,8 +30,12 @@ public final class Parameter {
 public protocol Network: AnyObject {
     /// Trainable parameters in a fixed order; names are unique.
     var parameters: [Parameter] { get }
-    /// Hyper-parameters that rebuild the network (stored in a model's `__metadata__`).
-    var architecture: [String: String] { get }
+    /// The typed hyper-parameters that rebuild the network (`config.make()`), stored in a model's
+    /// `__metadata__` as the `arch.*` keys (`architecture`, derived from it).
+    var config: NetworkConfig { get }
+    /// K: the classes it is conditioned on (0: unconditional; label K is the null class), or a
+    /// classifier's number of logits.
+    var classes: Int { get }
     /// Shape of one input sample ([C, H, W] or [D]) and of one output sample
     /// (the same, or with doubled channels for a learned variance).
     var inputShape: [Int] { get }
@@ -43,4 +47,10 @@ public protocol Network: AnyObject {
     /// Backward of the last forward: accumulates into the parameters' `grad`
     /// and returns d loss / d x.
     func backward(_ gradOutput: [Float]) -> [Float]
+}
+
+extension Network {
+    public var classes: Int { config.classes }
+    /// The model file's `arch.*` keys (without the prefix), derived from `config`.
+    public var architecture: [String: String] { config.architecture }
 }
