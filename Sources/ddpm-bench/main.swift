@@ -249,7 +249,7 @@ final class BenchStep {
         config.lr = Double(lr)
         config.weightDecay = 0.01
         config.clip = 0
-        optimizer = AdamW(parameters: net.parameters, config: config)
+        optimizer = AdamW(store: net.store, config: config)
     }
 
     func step() {
@@ -276,7 +276,7 @@ final class BenchStep {
         let scale = 2 / Float(out.count)
         var g = out
         for i in 0..<g.count { g[i] = scale * (out[i] - eps[i]) }
-        for p in net.parameters { p.zeroGrad() }
+        net.store.zeroGrad()
         _ = net.backward(g)
         optimizer.update()
     }

@@ -10,6 +10,7 @@ final class CountingNetwork: Network {
     var calls = 0, samples = 0
     init(_ inner: Network) { self.inner = inner }
     var parameters: [Parameter] { inner.parameters }
+    var store: ParameterStore { inner.store }
     var architecture: [String: String] { inner.architecture }
     var inputShape: [Int] { inner.inputShape }
     var outputShape: [Int] { inner.outputShape }
@@ -121,7 +122,7 @@ final class ModelPredictorTests: XCTestCase {
 
     func testModelFileEMAAndRawWeights() throws {
         let net = MLP(dim: 2, width: 16, depth: 2, sinusoidDim: 8, classes: 0, seed: 6)
-        let ema = EMA(parameters: net.parameters, decay: 0.9)
+        let ema = EMA(store: net.store, decay: 0.9)
         // Make the raw weights differ from the EMA ones.
         for p in net.parameters { for i in 0..<p.count { p.value[i] += 0.05 } }
         let frame = ModelFile.frame(network: net, ema: ema, schedule: schedule, info: ["loss": "simple", "classes": "0", "data_shape": "2"])

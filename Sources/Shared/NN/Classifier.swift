@@ -14,6 +14,7 @@ public final class NoiseAwareClassifier: Network {
     public let classes: Int
     public let seed: UInt64
     public let parameters: [Parameter]
+    public let store: ParameterStore
 
     let hidden: [Linear]
     let acts: [SiLU]
@@ -40,6 +41,7 @@ public final class NoiseAwareClassifier: Network {
         acts = (0..<depth).map { _ in SiLU() }
         head = Linear("head", width, classes, f)
         parameters = f.all
+        store = ParameterStore(packing: parameters)   // one flat buffer for all of them
     }
 
     /// Rebuilds from `architecture` (arch = classifier-mlp).
@@ -115,9 +117,9 @@ public func classifierLogProbGradient(_ classifier: Network, x: [Float], t: [Int
         // d log p(y) / d logits = onehot(y) - softmax
         for c in 0..<k { dLogits[s * k + c] = (c == y[s] ? 1 : 0) - Float(p[c]) }
     }
-    for p in classifier.parameters { p.zeroGrad() }
+    classifier.store.zeroGrad()
     let g = classifier.backward(dLogits)
-    for p in classifier.parameters { p.zeroGrad() }
+    classifier.store.zeroGrad()
     return (logProb, g)
 }
 
@@ -136,6 +138,7 @@ public final class NoiseAwareUNetClassifier: Network {
     public let classes: Int
     public let seed: UInt64
     public let parameters: [Parameter]
+    public let store: ParameterStore
 
     enum Op { case res(ResBlock), down(Conv2d) }
     let ws = Workspace()
@@ -182,6 +185,7 @@ public final class NoiseAwareUNetClassifier: Network {
         norm = GroupNorm("norm_out", channels: cur, groups: groups, fusedSiLU: true, f)
         head = Linear("head", cur, classes, f)
         parameters = f.all
+        store = ParameterStore(packing: parameters)   // one flat buffer for all of them
     }
 
     public convenience init(architecture a: [String: String]) throws {
