@@ -226,7 +226,7 @@ final class ExamplesTests: XCTestCase {
         let feats = try out[0].require("features")
         XCTAssertEqual(feats.shape, [n, 16])
         let net = try XCTUnwrap(ModelFile.load(path: clf).network as? NoiseAwareUNetClassifier)
-        let W = net.head.weight.value, b = net.head.bias.value, fs = feats.floats
+        let W = Array(net.head.weight.value), b = Array(net.head.bias.value), fs = feats.floats
         for i in 0..<n {
             for k in 0..<2 {
                 var z = b[k]

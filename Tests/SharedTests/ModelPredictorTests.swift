@@ -11,6 +11,7 @@ final class CountingNetwork: Network {
     init(_ inner: Network) { self.inner = inner }
     var parameters: [Parameter] { inner.parameters }
     var config: NetworkConfig { inner.config }
+    var store: ParameterStore { inner.store }
     var inputShape: [Int] { inner.inputShape }
     var outputShape: [Int] { inner.outputShape }
     func forward(_ x: [Float], t: [Int], y: [Int]?, training: Bool) -> [Float] {
@@ -121,7 +122,7 @@ final class ModelPredictorTests: XCTestCase {
 
     func testModelFileEMAAndRawWeights() throws {
         let net = MLP(dim: 2, width: 16, depth: 2, sinusoidDim: 8, classes: 0, seed: 6)
-        let ema = EMA(parameters: net.parameters, decay: 0.9)
+        let ema = EMA(store: net.store, decay: 0.9)
         // Make the raw weights differ from the EMA ones.
         for p in net.parameters { for i in 0..<p.count { p.value[i] += 0.05 } }
         let frame = ModelFile.frame(network: net, ema: ema, schedule: schedule, info: ["loss": "simple", "classes": "0", "data_shape": "2"])

@@ -8,6 +8,14 @@ func testNormals(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
     return (0..<n).map { _ in r.nextNormal() * scale }
 }
 
+extension UnsafeMutableBufferPointer where Element == Float {
+    /// Overwrites all the values (a parameter's `value` or `grad`, a flat store buffer) with `a`.
+    func assign(_ a: [Float]) {
+        precondition(a.count == count, "assign: \(a.count) values for \(count)")
+        _ = update(fromContentsOf: a)
+    }
+}
+
 /// Replaces every parameter's values by random normals * scale (so zero-initialised
 /// layers do not hide gradients from the check).
 func randomizeParameters(_ ps: [Parameter], seed: UInt64, scale: Float = 0.3) {
@@ -40,7 +48,7 @@ func gradCheck(_ label: String, input: [Float], params: [Parameter],
     for p in params { p.zeroGrad() }
     _ = forward(input)
     let dx = backward(w)
-    let analyticParams = params.map { $0.grad }
+    let analyticParams = params.map { Array($0.grad) }
 
     func pick(_ n: Int, _ salt: UInt64) -> [Int] {
         if n <= coords { return Array(0..<n) }

@@ -31,11 +31,11 @@ final class TrainTests: XCTestCase {
         let p = Parameter(name: "w", shape: [n], value: w0.map { Float($0) })
         var c = OptimizerConfig()
         c.lr = 0.1; c.weightDecay = 0.01; c.clip = 0
-        let opt = AdamW(parameters: [p], config: c)
+        let opt = AdamW(store: p.store, config: c)   // a parameter made on its own has a store of its own
         let g1 = (0..<n).map { 0.5 * sin(Double($0) + 1) }, g2 = (0..<n).map { -0.3 * cos(Double($0)) }
         var w = w0, m = [Double](repeating: 0, count: n), v = m
         for (k, g) in [g1, g2].enumerated() {
-            p.grad = g.map { Float($0) }
+            p.grad.assign(g.map { Float($0) })
             opt.update()
             // Loshchilov & Hutter 2019, Algorithm 2 with Adam's bias corrections (k + 1 updates).
             for i in 0..<n {
@@ -53,16 +53,15 @@ final class TrainTests: XCTestCase {
         // The 8-lane blocks and the scalar tail compute the same IEEE operations: 19 one-element
         // parameters (all scalar) end with the same bits as the 19-element one.
         let singles = w0.enumerated().map { Parameter(name: "s\($0.offset)", shape: [1], value: [Float($0.element)]) }
-        let scalar = AdamW(parameters: singles, config: c)
+        let scalars = singles.map { AdamW(store: $0.store, config: c) }
         for g in [g1, g2] {
-            for (i, q) in singles.enumerated() { q.grad = [Float(g[i])] }
-            scalar.update()
+            for (i, q) in singles.enumerated() { q.grad.assign([Float(g[i])]); scalars[i].update() }
         }
         XCTAssertEqual(singles.map { $0.value[0].bitPattern }, p.value.map(\.bitPattern))
         // The first step moves each weight by lr sign(g) (|g| >> eps) plus the decay lr lambda w.
         let q = Parameter(name: "q", shape: [1], value: [1])
-        let one = AdamW(parameters: [q], config: c)
-        q.grad = [0.5]
+        let one = AdamW(store: q.store, config: c)
+        q.grad.assign([0.5])
         one.update()
         XCTAssertEqual(q.value[0], 1 - 0.1 - 0.001, accuracy: 1e-6)
     }
@@ -71,25 +70,26 @@ final class TrainTests: XCTestCase {
         let a = Parameter(name: "a", shape: [2], value: [0, 0]), b = Parameter(name: "b", shape: [1], value: [0])
         var c = OptimizerConfig()
         c.lr = 1e-3; c.warmup = 4; c.clip = 1.3
-        let opt = AdamW(parameters: [a, b], config: c)
+        let store = ParameterStore(packing: [a, b])
+        let opt = AdamW(store: store, config: c)
         XCTAssertEqual((0..<6).map { opt.learningRate(at: $0) }, [0.25e-3, 0.5e-3, 0.75e-3, 1e-3, 1e-3, 1e-3])
         // Global norm of [3, 4] and [12] is 13; clipping to 1.3 scales everything by 0.1.
-        a.grad = [3, 4]; b.grad = [12]
+        a.grad.assign([3, 4]); b.grad.assign([12])
         XCTAssertEqual(opt.clipGradients(), 13, accuracy: 1e-12)
         XCTAssertEqual(a.grad[0], 0.3, accuracy: 1e-6); XCTAssertEqual(a.grad[1], 0.4, accuracy: 1e-6)
         XCTAssertEqual(b.grad[0], 1.2, accuracy: 1e-6)
         opt.config.clip = 20
-        a.grad = [3, 4]; b.grad = [12]
+        a.grad.assign([3, 4]); b.grad.assign([12])
         opt.clipGradients()
-        XCTAssertEqual(a.grad, [3, 4]); XCTAssertEqual(b.grad, [12])
+        XCTAssertEqual(Array(a.grad), [3, 4]); XCTAssertEqual(Array(b.grad), [12])
         // EMA of a constant weight 1 starting from 0: shadow = 1 - prod_n d_n, d_n = min(decay, (1+n)/(10+n)).
-        let ema = EMA(parameters: [a, b], decay: 0.9)
-        a.value = [1, 1]; b.value = [1]
+        let ema = EMA(store: store, decay: 0.9)
+        a.value.assign([1, 1]); b.value.assign([1])
         var prod = 1.0
         for n in 0..<30 {
-            ema.update([a, b])
+            ema.update()
             prod *= min(0.9, Double(1 + n) / Double(10 + n))
-            XCTAssertEqual(Double(ema.shadow[1][0]), 1 - prod, accuracy: 1e-6, "update \(n)")
+            XCTAssertEqual(Double(ema.shadow[b.offset]), 1 - prod, accuracy: 1e-6, "update \(n)")
         }
         XCTAssertEqual(ema.effectiveDecay(at: 1000), 0.9)
     }
@@ -109,7 +109,7 @@ final class TrainTests: XCTestCase {
         let xt = (0..<(2 * n)).map { i in Float(schedule.sqrtAlphaBar[t[i / 2]]) * x0[i] + Float(schedule.sqrtOneMinusAlphaBar[t[i / 2]]) * eps[i] }
         var c = OptimizerConfig()
         c.lr = 3e-3; c.clip = 0
-        let opt = AdamW(parameters: net.parameters, config: c)
+        let opt = AdamW(store: net.store, config: c)
         let loss = DiffusionLoss(kind: .simple, schedule: schedule, decoder: .gaussian)
         var g = [Float]()
         var first = 0.0, last = 0.0
@@ -136,7 +136,7 @@ final class TrainTests: XCTestCase {
         let net = try NetworkFactory.make(architecture: ["arch": "mlp", "dim": "2", "seed": "1"])
         let trainer = try Trainer(network: net, schedule: schedule, data: data, config: config)
         for _ in 0..<1000 { try trainer.trainStep() }
-        for (p, s) in zip(net.parameters, trainer.ema.shadow) { p.value = s }   // sample-time weights
+        net.store.values.assign(Array(trainer.ema.shadow))   // sample-time weights
 
         // Evaluate on 8192 fresh (x0, t, eps) triples against two references:
         //  * eps_theta = 0 gives E||eps||^2 / 2 = 1;
@@ -270,9 +270,9 @@ final class TrainTests: XCTestCase {
         XCTAssertEqual(loaded.loss, .hybrid)
         XCTAssertEqual(loaded.network.outputShape, [4])
         XCTAssertEqual(loaded.schedule.beta, Schedule.standard().beta)
-        for p in loaded.network.parameters { XCTAssertEqual(p.value, fa["ema." + p.name]!.floats) }
+        for p in loaded.network.parameters { XCTAssertEqual(Array(p.value), fa["ema." + p.name]!.floats) }
         let raw = try ModelFile.load(path: a, weights: .raw)
-        for p in raw.network.parameters { XCTAssertEqual(p.value, fa["raw." + p.name]!.floats) }
+        for p in raw.network.parameters { XCTAssertEqual(Array(p.value), fa["raw." + p.name]!.floats) }
         // Repeating the original command with --resume continues it: the same flags are accepted.
         r = try runTool("train", common + ["--steps", "30", "--checkpoint", ck, "--every", "7", "-o", b, "--resume", ck])
         XCTAssertEqual(r.status, 0, r.stderr)

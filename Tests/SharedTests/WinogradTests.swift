@@ -33,7 +33,7 @@ final class WinogradTests: XCTestCase {
                 }
             }
         }
-        return (y, dx, conv.weight.grad, conv.bias.grad, sums)
+        return (y, dx, Array(conv.weight.grad), Array(conv.bias.grad), sums)
     }
 
     /// max |a - b| <= tol * max |b|.

@@ -148,8 +148,8 @@ public final class Trainer {
         self.config = config
         self.loss = DiffusionLoss(kind: config.loss, schedule: schedule, vlbWeight: config.vlbWeight,
                                   decoder: data.sampleShape.count == 3 ? .discretized8bit : .gaussian)
-        self.optimizer = AdamW(parameters: network.parameters, config: config.optimizer)
-        self.ema = EMA(parameters: network.parameters, decay: config.emaDecay)
+        self.optimizer = AdamW(store: network.store, config: config.optimizer)
+        self.ema = EMA(store: network.store, decay: config.emaDecay)
         x0 = [Float](repeating: 0, count: config.batch * m)
         xt = x0
         eps = x0
@@ -163,14 +163,11 @@ public final class Trainer {
             throw DDPMError("--resume needs a checkpoint (kind 'checkpoint'), got kind '\(frame.kind ?? "none")'")
         }
         guard let step = Int(frame.metadata["step"] ?? ""), step >= 0 else { throw DDPMError("checkpoint has no valid 'step'") }
-        let params = network.parameters
-        let raw = try ModelFile.tensors(frame, prefix: "raw.", for: params)
-        let shadow = try ModelFile.tensors(frame, prefix: "ema.", for: params)
-        let m = try ModelFile.tensors(frame, prefix: "adam.m.", for: params)
-        let v = try ModelFile.tensors(frame, prefix: "adam.v.", for: params)
-        for (p, w) in zip(params, raw) { p.value = w }
-        try optimizer.restore(m: m, v: v, step: step)
-        try ema.restore(shadow: shadow, updates: Int(frame.metadata["ema_updates"] ?? "") ?? step)
+        // All four sets of tensors are checked before any flat buffer is filled.
+        try ModelFile.read(frame, store: network.store, into: [("raw.", network.store.values), ("ema.", ema.shadow),
+                                                               ("adam.m.", optimizer.m), ("adam.v.", optimizer.v)])
+        optimizer.restore(step: step)
+        ema.restore(updates: Int(frame.metadata["ema_updates"] ?? "") ?? step)
     }
 
     /// The data index of example g of the endless shuffled sequence.
@@ -247,7 +244,7 @@ public final class Trainer {
         guard value.loss.isFinite else {
             throw DDPMError("loss is \(value.loss) at step \(k + 1); training stopped (weights of step \(k) kept)")
         }
-        for p in network.parameters { p.zeroGrad() }
+        network.store.zeroGrad()
         _ = network.backward(gradient)
         let norm = optimizer.clipGradients()
         guard norm.isFinite else {

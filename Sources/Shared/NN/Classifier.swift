@@ -15,6 +15,7 @@ public final class NoiseAwareClassifier: Network {
     public let classes: Int
     public let seed: UInt64
     public let parameters: [Parameter]
+    public let store: ParameterStore
 
     let hidden: [Linear]
     let acts: [SiLU]
@@ -42,6 +43,7 @@ public final class NoiseAwareClassifier: Network {
         acts = (0..<depth).map { _ in SiLU() }
         head = Linear("head", width, classes, f)
         parameters = f.all
+        store = ParameterStore(packing: parameters)   // one flat buffer for all of them
     }
 
     public var config: NetworkConfig {
@@ -101,9 +103,9 @@ public func classifierLogProbGradient(_ classifier: Network, x: [Float], t: [Int
         // d log p(y) / d logits = onehot(y) - softmax
         for c in 0..<k { dLogits[s * k + c] = (c == y[s] ? 1 : 0) - Float(p[c]) }
     }
-    for p in classifier.parameters { p.zeroGrad() }
+    classifier.store.zeroGrad()
     let g = classifier.backward(dLogits)
-    for p in classifier.parameters { p.zeroGrad() }
+    classifier.store.zeroGrad()
     return (logProb, g)
 }
 
@@ -122,6 +124,7 @@ public final class NoiseAwareUNetClassifier: Network {
     public let classes: Int
     public let seed: UInt64
     public let parameters: [Parameter]
+    public let store: ParameterStore
 
     enum Op { case res(ResBlock), down(Conv2d) }
     let ws = Workspace()
@@ -169,6 +172,7 @@ public final class NoiseAwareUNetClassifier: Network {
         norm = GroupNorm("norm_out", channels: cur, groups: groups, fusedSiLU: true, f)
         head = Linear("head", cur, classes, f)
         parameters = f.all
+        store = ParameterStore(packing: parameters)   // one flat buffer for all of them
     }
 
     public var config: NetworkConfig {

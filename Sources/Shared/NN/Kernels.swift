@@ -39,15 +39,12 @@ public final class Buffer {
 }
 
 extension Parameter {
-    /// Base address of `value`. Valid while `value` is neither reassigned nor
-    /// resized; layers take it afresh at every forward/backward call.
-    @inline(__always) var w: UnsafeMutablePointer<Float> {
-        UnsafeMutablePointer(mutating: value.withUnsafeBufferPointer { $0.baseAddress! })
-    }
+    /// Base address of `value` in the store. Valid while the parameter stays in its store
+    /// (a network packs its parameters once, when it is built); layers take it afresh at
+    /// every forward/backward call.
+    @inline(__always) var w: UnsafeMutablePointer<Float> { value.baseAddress! }
     /// Base address of `grad` (same validity rule as `w`).
-    @inline(__always) var g: UnsafeMutablePointer<Float> {
-        grad.withUnsafeMutableBufferPointer { $0.baseAddress! }
-    }
+    @inline(__always) var g: UnsafeMutablePointer<Float> { grad.baseAddress! }
 }
 
 /// OpenBLAS access. The thread count is a process-wide setting: layers that run

@@ -21,6 +21,7 @@ public final class MLP: Network {
     public let learnSigma: Bool
     public let seed: UInt64
     public let parameters: [Parameter]
+    public let store: ParameterStore
 
     let hidden: [Linear]
     let outLayer: Linear
@@ -74,6 +75,7 @@ public final class MLP: Network {
         outLayer = Linear("out", width, learnSigma ? 2 * dim : dim, f)
         classEmbedding = classes > 0 ? ClassEmbedding("class_embedding", classes: classes, dim: width, f) : nil
         parameters = f.all
+        store = ParameterStore(packing: parameters)   // one flat buffer for all of them
     }
 
     /// Validates `config`, then builds the network.

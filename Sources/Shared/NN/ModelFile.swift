@@ -57,28 +57,49 @@ public enum ModelFile {
         meta["ema_decay"] = "\(ema.decay)"
         meta["ema_updates"] = String(ema.updates)
         var f = Frame(metadata: meta)
-        let params = network.parameters
-        for (j, p) in params.enumerated() { f["ema." + p.name] = Tensor(ema.shadow[j], shape: p.shape) }
-        for p in params { f["raw." + p.name] = Tensor(p.value, shape: p.shape) }
+        let store = network.store
+        precondition(ema.store === store && (optimizer == nil || optimizer!.store === store),
+                     "ModelFile.frame: the EMA or the optimizer tracks another network")
+        // Each tensor is the slot's range of one flat buffer.
+        func add(_ prefix: String, _ buffer: UnsafeMutableBufferPointer<Float>) {
+            for slot in store.slots { f[prefix + slot.name] = Tensor(Array(store.slice(buffer, slot.range)), shape: slot.shape) }
+        }
+        add("ema.", ema.shadow)
+        add("raw.", store.values)
         f["schedule.beta"] = Tensor(schedule.beta, shape: [schedule.T])
         if let optimizer {
             f.metadata["step"] = String(optimizer.step)
-            for (j, p) in params.enumerated() { f["adam.m." + p.name] = Tensor(optimizer.m[j], shape: p.shape) }
-            for (j, p) in params.enumerated() { f["adam.v." + p.name] = Tensor(optimizer.v[j], shape: p.shape) }
+            add("adam.m.", optimizer.m)
+            add("adam.v.", optimizer.v)
         }
         return f
     }
 
     /// Reads the F32 tensor `prefix + p.name` for every parameter, checking its shape.
     public static func tensors(_ frame: Frame, prefix: String, for params: [Parameter]) throws -> [[Float]] {
-        try params.map { p in
-            guard let t = frame[prefix + p.name] else { throw DDPMError("model file has no tensor '\(prefix + p.name)'") }
-            guard t.shape == p.shape else {
-                throw DDPMError("tensor '\(prefix + p.name)' has shape \(t.shape), the network expects \(p.shape)")
-            }
-            guard case .f32(let a) = t.storage else { throw DDPMError("tensor '\(prefix + p.name)' must be F32, found \(t.dtype.rawValue)") }
-            return a
+        try params.map { try tensor(frame, prefix + $0.name, shape: $0.shape) }
+    }
+
+    /// For each target, copies the F32 tensors `prefix + name` of every slot of `store` into
+    /// `buffer` (a flat buffer of the store's layout: its values, an EMA shadow, a moment).
+    /// Every tensor of every target is checked (present, shape, F32) before anything is
+    /// copied, so on an error no buffer has changed.
+    public static func read(_ frame: Frame, store: ParameterStore,
+                            into targets: [(prefix: String, buffer: UnsafeMutableBufferPointer<Float>)]) throws {
+        let arrays = try targets.map { t in try store.slots.map { try tensor(frame, t.prefix + $0.name, shape: $0.shape) } }
+        for (t, a) in zip(targets, arrays) {
+            for (slot, values) in zip(store.slots, a) { _ = store.slice(t.buffer, slot.range).update(fromContentsOf: values) }
         }
+    }
+
+    /// The F32 values of tensor `name`, which must have `shape`.
+    static func tensor(_ frame: Frame, _ name: String, shape: [Int]) throws -> [Float] {
+        guard let t = frame[name] else { throw DDPMError("model file has no tensor '\(name)'") }
+        guard t.shape == shape else {
+            throw DDPMError("tensor '\(name)' has shape \(t.shape), the network expects \(shape)")
+        }
+        guard case .f32(let a) = t.storage else { throw DDPMError("tensor '\(name)' must be F32, found \(t.dtype.rawValue)") }
+        return a
     }
 
     /// The schedule stored in a model frame (`schedule.beta` plus the schedule metadata).
@@ -101,8 +122,7 @@ public enum ModelFile {
         let arch = architecture(from: frame.metadata)
         guard !arch.isEmpty else { throw DDPMError("model file has no architecture (no 'arch.' metadata keys)") }
         let network = try factory(arch)
-        let values = try tensors(frame, prefix: weights == .ema ? "ema." : "raw.", for: network.parameters)
-        for (p, v) in zip(network.parameters, values) { p.value = v }
+        try read(frame, store: network.store, into: [(weights == .ema ? "ema." : "raw.", network.store.values)])
         return LoadedModel(network: network, schedule: try schedule(of: frame), metadata: frame.metadata, frame: frame)
     }
 

@@ -21,30 +21,30 @@ public struct OptimizerConfig: Sendable {
 /// AdamW (Kingma & Ba 2015, Algorithm 1, with Loshchilov & Hutter 2019's decoupled decay).
 /// `step` counts the updates done so far; update k (0-based) uses bias corrections with k + 1.
 public final class AdamW {
-    public let parameters: [Parameter]
+    /// The parameters it updates: the store's flat values, from its flat gradients.
+    public let store: ParameterStore
     public var config: OptimizerConfig
-    /// First and second moment estimates, one array per parameter.
-    public var m: [[Float]]
-    public var v: [[Float]]
+    /// First and second moment estimates, flat buffers laid out like `store` (slot j's
+    /// moments at `store.slots[j].range`); zero at the start, freed with the optimizer.
+    public let m: UnsafeMutableBufferPointer<Float>
+    public let v: UnsafeMutableBufferPointer<Float>
     public private(set) var step: Int = 0
 
-    public init(parameters: [Parameter], config: OptimizerConfig) {
-        self.parameters = parameters
+    public init(store: ParameterStore, config: OptimizerConfig) {
+        self.store = store
         self.config = config
-        m = parameters.map { [Float](repeating: 0, count: $0.count) }
-        v = m
+        m = ParameterStore.allocate(store.count)
+        v = ParameterStore.allocate(store.count)
     }
 
-    /// Restores the moments and the step count (from a checkpoint).
-    public func restore(m: [[Float]], v: [[Float]], step: Int) throws {
-        guard m.count == parameters.count, v.count == parameters.count else {
-            throw DDPMError("optimizer state has \(m.count) tensors for \(parameters.count) parameters")
-        }
-        for (i, p) in parameters.enumerated() where m[i].count != p.count || v[i].count != p.count {
-            throw DDPMError("optimizer state for '\(p.name)' has the wrong size")
-        }
-        self.m = m
-        self.v = v
+    deinit {
+        m.baseAddress!.deallocate()
+        v.baseAddress!.deallocate()
+    }
+
+    /// Restores the step count (from a checkpoint, whose moments are read into `m` and `v`).
+    public func restore(step: Int) {
+        precondition(step >= 0, "AdamW.restore: negative step \(step)")
         self.step = step
     }
 
@@ -56,22 +56,25 @@ public final class AdamW {
 
     /// Global L2 norm of all gradients, sqrt(sum_p sum_i g_i^2), accumulated in Double over 8
     /// fixed lanes (i mod 8) so it vectorises; the order is fixed, so the result is reproducible.
+    /// One pass over the flat gradient that keeps the summation order of per-tensor arrays:
+    /// within each slot, lanes by the index from the slot's start plus a scalar tail, then the
+    /// slot totals added in order (a single lane set over the whole buffer would round
+    /// differently, and the clipping factor and every result after it would change).
     public func gradientNorm() -> Double {
+        let base = UnsafePointer(store.grads.baseAddress!)
         var total = 0.0
-        for p in parameters {
-            p.grad.withUnsafeBufferPointer { g in
-                let n = g.count, base = g.baseAddress!
-                var lanes = SIMD8<Double>(repeating: 0)
-                var i = 0
-                while i + 8 <= n {
-                    let x = SIMD8<Double>(SIMD8<Float>(UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)))
-                    lanes += x * x
-                    i += 8
-                }
-                var tail = 0.0
-                while i < n { let x = Double(base[i]); tail += x * x; i += 1 }
-                total += lanes.sum() + tail
+        for slot in store.slots {
+            var lanes = SIMD8<Double>(repeating: 0)
+            var i = slot.offset
+            let n = slot.offset + slot.count
+            while i + 8 <= n {
+                let x = SIMD8<Double>(SIMD8<Float>(UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)))
+                lanes += x * x
+                i += 8
             }
+            var tail = 0.0
+            while i < n { let x = Double(base[i]); tail += x * x; i += 1 }
+            total += lanes.sum() + tail
         }
         return total.squareRoot()
     }
@@ -83,11 +86,8 @@ public final class AdamW {
         let norm = gradientNorm()
         guard config.clip > 0, norm > config.clip else { return norm }
         let scale = Float(config.clip / norm)
-        for p in parameters {
-            p.grad.withUnsafeMutableBufferPointer { g in
-                for i in 0..<g.count { g[i] *= scale }
-            }
-        }
+        let g = store.grads
+        for i in 0..<g.count { g[i] *= scale }
         return norm
     }
 
@@ -95,7 +95,8 @@ public final class AdamW {
     ///   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
     ///   p -= lr_k * ( (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps) + lambda p ),  k = step + 1.
     /// With `ema`, the EMA update of the new weights (EMA.update) is done in the same pass.
-    /// Elementwise, so it is split over the threads by element ranges without changing any result.
+    /// Elementwise, so it is split over the threads by element ranges of the flat buffers without
+    /// changing any result (the vector and scalar paths of `adamWRange` round identically).
     public func update(ema: EMA? = nil) {
         let k = step + 1
         let lr = learningRate(at: step)
@@ -103,26 +104,22 @@ public final class AdamW {
                                c1: Float(1 / (1 - pow(config.beta1, Double(k)))),
                                c2: Float(1 / (1 - pow(config.beta2, Double(k)))),
                                eps: Float(config.eps), lr: Float(lr), decay: Float(lr * config.weightDecay))
-        precondition(ema == nil || ema!.shadow.count == parameters.count, "AdamW.update: the EMA tracks other parameters")
+        precondition(ema == nil || ema!.store === store, "AdamW.update: the EMA tracks other parameters")
         let d = ema.map { $0.beginUpdate() }
-        // Pointers taken serially (the mutable accesses make the arrays' storage unique first).
-        var tensors: [(w: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
-                       v: UnsafeMutablePointer<Float>, s: UnsafeMutablePointer<Float>?, n: Int)] = []
-        for (j, p) in parameters.enumerated() {
-            let w = p.value.withUnsafeMutableBufferPointer { $0.baseAddress! }
-            let g = UnsafePointer(p.grad.withUnsafeMutableBufferPointer { $0.baseAddress! })
-            let mm = m[j].withUnsafeMutableBufferPointer { $0.baseAddress! }
-            let vv = v[j].withUnsafeMutableBufferPointer { $0.baseAddress! }
-            let s = ema.map { e in e.shadow[j].withUnsafeMutableBufferPointer { $0.baseAddress! } }
-            tensors.append((w, g, mm, vv, s, p.count))
-        }
-        let total = tensors.reduce(0) { $0 + $1.n }
+        // The store's, the moments' and the shadow's memory never moves: plain pointers.
+        let w = store.values.baseAddress!, g = UnsafePointer(store.grads.baseAddress!)
+        let mm = m.baseAddress!, vv = v.baseAddress!, s = ema?.shadow.baseAddress
+        let total = store.count
         let pieces = total >= 16_384 ? BLAS.maxThreads : 1
         parallelFor(pieces) { piece in
-            for t in tensors {
-                let r = chunkRange(piece, of: pieces, n: t.n)
-                adamWRange(t.w, t.g, t.m, t.v, r, c)
-                if let s = t.s, let d { emaRange(s, UnsafePointer(t.w), r, d) }
+            let r = chunkRange(piece, of: pieces, n: total)
+            // Blocks of 4096 elements: the EMA reads the new weights while they are in cache.
+            var lo = r.lowerBound
+            while lo < r.upperBound {
+                let b = lo..<min(lo + 4096, r.upperBound)
+                adamWRange(w, g, mm, vv, b, c)
+                if let s, let d { emaRange(s, UnsafePointer(w), b, d) }
+                lo = b.upperBound
             }
         }
         step += 1
@@ -133,7 +130,7 @@ struct AdamWConstants {
     let b1, b2, c1, c2, eps, lr, decay: Float
 }
 
-/// The AdamW formulas of `AdamW.update` on elements `r` of one tensor.
+/// The AdamW formulas of `AdamW.update` on elements `r` of the flat buffers.
 @inline(__always) func adamWRange(_ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ mm: UnsafeMutablePointer<Float>,
                                   _ vv: UnsafeMutablePointer<Float>, _ r: Range<Int>, _ c: AdamWConstants) {
     let b1 = c.b1, b2 = c.b2, c1 = c.c1, c2 = c.c2, eps = c.eps, lrF = c.lr, decay = c.decay
@@ -178,34 +175,34 @@ struct AdamWConstants {
 /// dominated by the initial weights; after ~10^5 updates it equals `decay`. decay = 0 keeps a copy.
 public final class EMA {
     public let decay: Double
-    public var shadow: [[Float]]
+    /// The parameters it averages.
+    public let store: ParameterStore
+    /// The average, a flat buffer laid out like `store` (initially a copy of its values);
+    /// freed with the EMA.
+    public let shadow: UnsafeMutableBufferPointer<Float>
     public private(set) var updates: Int = 0
 
-    public init(parameters: [Parameter], decay: Double) {
+    public init(store: ParameterStore, decay: Double) {
         self.decay = decay
-        shadow = parameters.map { $0.value }
+        self.store = store
+        shadow = ParameterStore.allocate(store.count)
+        _ = shadow.update(fromContentsOf: store.values)
     }
 
-    public func restore(shadow: [[Float]], updates: Int) throws {
-        guard shadow.count == self.shadow.count, zip(shadow, self.shadow).allSatisfy({ $0.count == $1.count }) else {
-            throw DDPMError("EMA state does not match the parameters")
-        }
-        self.shadow = shadow
+    deinit { shadow.baseAddress!.deallocate() }
+
+    /// Restores the update count (from a checkpoint, whose average is read into `shadow`).
+    public func restore(updates: Int) {
         self.updates = updates
     }
 
     /// The decay used by update n.
     public func effectiveDecay(at n: Int) -> Double { min(decay, Double(1 + n) / Double(10 + n)) }
 
-    /// ema = d ema + (1 - d) p.
-    public func update(_ parameters: [Parameter]) {
+    /// ema = d ema + (1 - d) p, for the store's current values.
+    public func update() {
         let d = beginUpdate()
-        for (j, p) in parameters.enumerated() {
-            p.value.withUnsafeBufferPointer { w in
-            shadow[j].withUnsafeMutableBufferPointer { s in
-                emaRange(s.baseAddress!, w.baseAddress!, 0..<s.count, d)
-            }}
-        }
+        emaRange(shadow.baseAddress!, UnsafePointer(store.values.baseAddress!), 0..<store.count, d)
     }
 
     /// The decay d of this update, counting it as done (for `AdamW.update(ema:)`, which applies it).

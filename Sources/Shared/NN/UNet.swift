@@ -129,6 +129,7 @@ public final class UNet: Network {
     /// The hyper-parameters (`config` is the same as a `NetworkConfig`).
     public let unetConfig: UNetConfig
     public let parameters: [Parameter]
+    public let store: ParameterStore
     public let outChannels: Int
     /// Dropout masks are keyed by (dropoutSeed, step); the trainer sets step each iteration.
     public var dropoutSeed: UInt64
@@ -214,6 +215,7 @@ public final class UNet: Network {
         ops.append((.conv(Conv2d("conv_out", cur, outChannels, kernel: 3, zeroInit: true, f, ws)), false))
         self.ops = ops.map { (op: $0.0, push: $0.1) }
         parameters = f.all
+        store = ParameterStore(packing: parameters)   // one flat buffer for all of them
         skipGrads = (0..<ops.filter { $0.1 }.count).map { _ in Buffer() }
         opNames = self.ops.map { UNet.name(of: $0.op) }
         opTimes = [Double](repeating: 0, count: self.ops.count)
