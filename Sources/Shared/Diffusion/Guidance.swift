@@ -82,7 +82,7 @@ public final class ClassifierFreeGuided: EpsPredictor {
     public var learnsVariance: Bool { base.learnsVariance }
     public var describe: String { base.describe }
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
-        guard let y else { throw DDPMError("classifier-free guidance needs class labels (--label or 'y' in the input)") }
+        guard let y else { throw DDPMError("classifier-free guidance needs class labels (a label or 'y' in the input)") }
         let c: Prediction, u: Prediction
         if let pair = base as? PairPredictor {
             // A model answers both in one batched forward ([x | x] with labels [y | null]).

@@ -132,7 +132,7 @@ public final class SeparateModelsPredictor: PairPredictor {
         guard cond.schedule.beta == uncond.schedule.beta else {
             throw DDPMError("the conditional and unconditional models were trained with different schedules")
         }
-        guard cond.classes > 0 else { throw DDPMError("the --cond model is unconditional (trained without labels)") }
+        guard cond.classes > 0 else { throw DDPMError("the conditional model of the pair is unconditional (trained without labels)") }
         self.cond = cond; self.uncond = uncond
     }
     public var sampleShape: [Int] { cond.sampleShape }

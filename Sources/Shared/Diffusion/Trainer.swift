@@ -160,7 +160,7 @@ public final class Trainer {
     /// Restores raw weights, EMA, optimizer moments and step from a checkpoint frame.
     public func restore(checkpoint frame: Frame) throws {
         guard frame.kind == "checkpoint" else {
-            throw DDPMError("--resume needs a checkpoint (kind 'checkpoint'), got kind '\(frame.kind ?? "none")'")
+            throw DDPMError("resuming needs a checkpoint (kind 'checkpoint'), got kind '\(frame.kind ?? "none")'")
         }
         guard let step = Int(frame.metadata["step"] ?? ""), step >= 0 else { throw DDPMError("checkpoint has no valid 'step'") }
         // All four sets of tensors are checked before any flat buffer is filled.
