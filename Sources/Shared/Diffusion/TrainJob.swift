@@ -100,15 +100,28 @@ public final class TrainJob {
     /// stderr. Returns the model (or classifier) frame. A failing step throws its message plus
     /// where the last checkpoint is.
     public func run() throws -> Frame {
-        let logHandle = try openLog()
+        let logFD = try openLog()
+        defer { if let logFD { close(logFD) } }
         var logBuffer = ""
-        func flushLog() {
-            if let logHandle, !logBuffer.isEmpty { logHandle.write(Data(logBuffer.utf8)); logBuffer = "" }
+        // Every write of the log is checked (a full disk is an error, not a shorter log).
+        func writeLog() throws {
+            if let logFD, !logBuffer.isEmpty { try TextOutput(fd: logFD).write(logBuffer); logBuffer = "" }
         }
+        func flushLog() { try? writeLog() }
         let first = trainer.step
         let progress = Progress(label: "train", total: steps - first, quiet: quiet)
         let start = Date()
         var recent = 0.0, recentCount = 0
+        var best = Double.infinity, warned = false
+        // The frame to write at step k, refused when anything in it is non-finite.
+        func finiteFrame(checkpoint: Bool, step k: Int) throws -> Frame {
+            if let bad = trainer.nonFiniteState() {
+                flushLog()
+                let kept = lastCheckpoint.map { "; the last finite checkpoint (step \($0.step)) is kept in \($0.path)" } ?? "; no checkpoint was written"
+                throw DDPMError("step \(k): \(bad); nothing written" + kept)
+            }
+            return trainer.frame(checkpoint: checkpoint)
+        }
         while trainer.step < steps {
             let value: LossValue
             do { value = try trainer.trainStep() } catch let e as DDPMError {
@@ -118,11 +131,20 @@ public final class TrainJob {
             }
             let k = trainer.step
             logBuffer += "\(k),\(value.loss)\n"
-            if logBuffer.utf8.count > 1 << 16 { flushLog() }
+            if logBuffer.utf8.count > 1 << 16 { try writeLog() }
             recent += value.loss; recentCount += 1
+            best = min(best, value.loss)
             if let checkpoint, k % every == 0 || k == steps {
-                try trainer.frame(checkpoint: true).save(path: checkpoint)
+                try finiteFrame(checkpoint: true, step: k).save(path: checkpoint)
                 lastCheckpoint = (k, checkpoint)
+            }
+            if recentCount >= 50 {
+                // Divergence that stays finite: the mean loss of 50 steps 100x above the lowest step loss so far.
+                let mean = recent / Double(recentCount)
+                if mean > 100 * best && !warned {
+                    warn("train", "step \(k): the mean loss of the last 50 steps (\(String(format: "%.4g", mean))) is over 100 times the lowest so far (\(String(format: "%.4g", best))): training is diverging (learning rate too high?)")
+                    warned = true
+                }
             }
             if k == steps || recentCount >= 50 {
                 let elapsed = Date().timeIntervalSince(start)
@@ -132,25 +154,24 @@ public final class TrainJob {
                 recent = 0; recentCount = 0
             }
         }
-        flushLog()
+        try writeLog()
         if let checkpoint, lastCheckpoint?.step != trainer.step || lastCheckpoint?.path != checkpoint {
-            try trainer.frame(checkpoint: true).save(path: checkpoint)
+            try finiteFrame(checkpoint: true, step: trainer.step).save(path: checkpoint)
             lastCheckpoint = (trainer.step, checkpoint)
         }
-        return trainer.frame(checkpoint: false)
+        return try finiteFrame(checkpoint: false, step: trainer.step)
     }
 
-    /// The log file, positioned at its end: created with the header `step,loss` unless a resumed
+    /// The log file's descriptor, appending: created with the header `step,loss` unless a resumed
     /// run appends to an existing one.
-    func openLog() throws -> FileHandle? {
+    func openLog() throws -> Int32? {
         guard let log else { return nil }
-        if !FileManager.default.fileExists(atPath: log) || !resumed {
-            guard FileManager.default.createFile(atPath: log, contents: Data("step,loss\n".utf8)) else {
-                throw DDPMError("\(log): cannot create the log file")
-            }
+        let fresh = !resumed || access(log, F_OK) != 0
+        let fd = open(log, O_WRONLY | O_CREAT | O_APPEND | (fresh ? O_TRUNC : 0), 0o644)
+        guard fd >= 0 else { throw DDPMError("\(log): cannot open the log file for writing: \(String(cString: strerror(errno)))") }
+        if fresh {
+            do { try TextOutput(fd: fd).write("step,loss\n") } catch { close(fd); throw DDPMError("\(log): \(error)") }
         }
-        guard let h = FileHandle(forWritingAtPath: log) else { throw DDPMError("\(log): cannot open the log file for writing") }
-        h.seekToEndOfFile()
-        return h
+        return fd
     }
 }

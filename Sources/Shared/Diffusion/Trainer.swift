@@ -157,6 +157,20 @@ public final class Trainer {
         y = t
     }
 
+    /// The first of the weights, EMA, and AdamW moments that holds a NaN or infinity (one pass over
+    /// each flat buffer), or nil when all are finite: nothing non-finite is ever written.
+    public func nonFiniteState() -> String? {
+        let buffers: [(String, UnsafeMutableBufferPointer<Float>)] = [("the weights", network.store.values), ("the EMA of the weights", ema.shadow),
+                                                                       ("the AdamW first moment", optimizer.m), ("the AdamW second moment", optimizer.v)]
+        for (name, b) in buffers {
+            if let i = b.firstIndex(where: { !$0.isFinite }) {
+                let slot = network.store.slots.first { $0.range.contains(i) }
+                return "\(name) hold a non-finite value (\(b[i])) in '\(slot?.name ?? "?")'"
+            }
+        }
+        return nil
+    }
+
     /// Restores raw weights, EMA, optimizer moments and step from a checkpoint frame.
     public func restore(checkpoint frame: Frame) throws {
         guard frame.kind == "checkpoint" else {

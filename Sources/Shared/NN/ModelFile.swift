@@ -99,6 +99,9 @@ public enum ModelFile {
             throw DDPMError("tensor '\(name)' has shape \(t.shape), the network expects \(shape)")
         }
         guard case .f32(let a) = t.storage else { throw DDPMError("tensor '\(name)' must be F32, found \(t.dtype.rawValue)") }
+        if let bad = a.firstIndex(where: { !$0.isFinite }) {
+            throw DDPMError("tensor '\(name)' holds a non-finite value (\(a[bad])) at element \(bad): the file is damaged")
+        }
         return a
     }
 
