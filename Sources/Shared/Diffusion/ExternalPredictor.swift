@@ -206,7 +206,7 @@ public final class ExternalPredictor: EpsPredictor {
         // Bytes waiting before we ask are a frame nobody asked for: output before the first
         // request, or a second answer to the last one.
         if pending() {
-            throw fail(calls == 0 ? "predictor '\(command)' sent output before the first request"
+            throw fail(calls == 0 ? "bad answer from the predictor '\(command)': output before the first request (nobody asked for it)"
                 : "predictor '\(command)' sent a frame nobody asked for after answering call \(calls) (more than one answer per request?)")
         }
         calls += 1
