@@ -209,6 +209,7 @@ final class PredictorProcessTests: XCTestCase {
             let pidfile = temporaryDirectory().appendingPathComponent("pid").path
             let (denoise, watched) = try startDenoise(predictor: "echo $$ > '\(pidfile)'; exec sleep 1000", pidfile: pidfile,
                                                       args: small + ["--timeout", "100"], ignoring: [name])
+            usleep(100_000)   // past its setting up of handlers
             kill(denoise, sig)
             usleep(300_000)
             var status: Int32 = 0
