@@ -1,6 +1,6 @@
 // A predictor in another process, speaking the stream format (docs/FORMAT.md):
 // the command is started once via /bin/sh -c; for every evaluation we write one
-// frame (kind "predict": x F32 [N, ...], t I64 [N], y I64 [N] when conditional)
+// frame (kind "predict", call N: x F32 [N, ...], t I64 [N], y I64 [N] when conditional)
 // to its stdin and read one frame with eps F32 (same shape as x) and, for a
 // learned variance, v from its stdout. Its stderr is ours.
 //
@@ -9,6 +9,13 @@
 // write (EPIPE) or read (end of file). An answer must match its request (shape, and the 'call'
 // number when the answer carries one), and no frame may arrive unasked. When we are ended by
 // SIGTERM, SIGHUP or SIGINT, the predictor's process group is ended with us.
+//
+// The shell is reaped only when we let go of it: until then its pid, which names its process
+// group, cannot be given to another process, so no kill of ours (watchdog, signal handler) can
+// reach a stranger.
+//
+// Not covered: a process that leaves the predictor's process group (setsid) and keeps one of its
+// pipes open.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -18,20 +25,25 @@ public final class ExternalPredictor: EpsPredictor {
     public let command: String
     public let sampleShape: [Int]
     public let learnsVariance: Bool
-    /// Seconds to wait for each answer before giving up (and killing the process).
+    /// Seconds allowed for each call (writing the request and reading the whole answer) before the
+    /// predictor's process group is stopped.
     public let timeout: Double
     /// The shell's pid; it leads its own process group, so the whole pipeline can be stopped.
     private let pid: pid_t
-    private var toChild: Int32      // its stdin
+    private let toChild: Int32      // its stdin
     private let fromChild: Int32    // its stdout
+    private var toChildOpen = true
     private let writer: FrameWriter
     private let reader: FrameReader
     private var calls = 0
     private var closed = false
-    private var exitStatus: Int32? = nil
-    /// The watchdog's state: the call it guards (0: none) and whether it fired.
+    private enum Ending { case exited(Int32), killed(Int32), gone }
+    /// How the shell ended, once seen (not yet reaped: see above).
+    private var ended: Ending? = nil
+    /// The watchdog's state: the call it guards (0: none), its deadline, and whether it fired.
     private let watch = NSLock()
     private var guarded = 0
+    private var deadline = Date.distantFuture
     private var fired = false
 
     public var describe: String { command }
@@ -43,8 +55,13 @@ public final class ExternalPredictor: EpsPredictor {
         self.timeout = timeout
         signal(SIGPIPE, SIG_IGN)   // a dead predictor must give a write error, not kill us
         var inPipe: [Int32] = [0, 0], outPipe: [Int32] = [0, 0]
-        guard pipe(&inPipe) == 0, pipe(&outPipe) == 0 else {
+        guard pipe(&inPipe) == 0 else {
             throw DDPMError("cannot create pipes for the predictor: \(String(cString: strerror(errno)))")
+        }
+        guard pipe(&outPipe) == 0 else {
+            let why = String(cString: strerror(errno))
+            Glibc.close(inPipe[0]); Glibc.close(inPipe[1])
+            throw DDPMError("cannot create pipes for the predictor: \(why)")
         }
         for fd in inPipe + outPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }   // dup2 in the child clears it
         var actions = posix_spawn_file_actions_t()
@@ -55,8 +72,14 @@ public final class ExternalPredictor: EpsPredictor {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        // Its own process group; SIGPIPE back to the default (ours is ignored, and an ignored
+        // signal stays ignored across exec: a pipeline in the predictor would get write errors).
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF))
         posix_spawnattr_setpgroup(&attr, 0)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
         let words: [String] = ["/bin/sh", "-c", command]
         let args: [UnsafeMutablePointer<CChar>?] = words.map { (w: String) in strdup(w) }
         defer { args.forEach { free($0) } }
@@ -68,13 +91,13 @@ public final class ExternalPredictor: EpsPredictor {
             Glibc.close(inPipe[1]); Glibc.close(outPipe[0])
             throw DDPMError("cannot start predictor '\(command)': \(String(cString: strerror(rc)))")
         }
+        PredictorProcesses.register(child)
         pid = child
         toChild = inPipe[1]
         fromChild = outPipe[0]
         Pipes.enlarge(toChild)
         writer = try FrameWriter(fd: toChild, allowTerminal: true)
         reader = FrameReader(fd: fromChild, name: "predictor")
-        PredictorProcesses.register(child)
     }
 
     deinit { close() }
@@ -83,53 +106,74 @@ public final class ExternalPredictor: EpsPredictor {
     public func close() {
         guard !closed else { return }
         closed = true
-        Glibc.close(toChild)
-        if !waitExit(seconds: 5) { kill(-pid, SIGTERM); if !waitExit(seconds: 2) { kill(-pid, SIGKILL); _ = waitExit(seconds: 1) } }
-        Glibc.close(fromChild)
-        PredictorProcesses.unregister(pid)
+        disarm()
+        Glibc.close(toChild); toChildOpen = false
+        if !hasExited(within: 5) {
+            kill(-pid, SIGTERM)
+            if !hasExited(within: 2) { kill(-pid, SIGKILL); _ = hasExited(within: 1) }
+        }
+        release()
     }
 
     /// Stops the predictor's whole process group after a protocol failure.
     private func abort() {
         guard !closed else { return }
         closed = true
+        disarm()
         kill(-pid, SIGKILL)
-        _ = waitExit(seconds: 1)
-        Glibc.close(toChild)
-        Glibc.close(fromChild)
+        _ = hasExited(within: 1)
+        release()
+    }
+
+    /// Lets go of the predictor: no more kills, then the shell is reaped and the pipes closed.
+    private func release() {
         PredictorProcesses.unregister(pid)
+        if ended != nil { var status: Int32 = 0; _ = waitpid(pid, &status, WNOHANG) }
+        if toChildOpen { Glibc.close(toChild); toChildOpen = false }
+        Glibc.close(fromChild)
     }
 
-    private func waitExit(seconds: Double) -> Bool {
-        if exitStatus != nil { return true }
+    /// Whether the shell has ended (waiting up to `seconds`); it is left unreaped.
+    private func hasExited(within seconds: Double) -> Bool {
         let end = Date().addingTimeInterval(seconds)
-        repeat {
-            var status: Int32 = 0
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid || r < 0 { exitStatus = r == pid ? status : -1; return true }
-            usleep(5_000)
-        } while Date() < end
-        return false
-    }
-
-    private func exitDescription() -> String {
-        if waitExit(seconds: 2), let s = exitStatus {
-            if s == -1 { return "predictor '\(command)' is gone" }
-            return (s & 0x7f) == 0 ? "predictor '\(command)' exited with status \((s >> 8) & 0xff)"
-                                   : "predictor '\(command)' was killed by signal \(s & 0x7f)"
+        while true {
+            if ended != nil { return true }
+            var info = siginfo_t()
+            if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 {
+                if info._sifields._sigchld.si_pid == pid {
+                    let s = info._sifields._sigchld.si_status
+                    ended = info.si_code == Int32(CLD_EXITED) ? .exited(s) : .killed(s)
+                    return true
+                }
+            } else if errno != EINTR {
+                ended = .gone
+                return true
+            }
+            if Date() >= end { return false }
+            usleep(2_000)
         }
-        return "predictor '\(command)' closed its output"
     }
 
-    private func noAnswer() -> String {
-        "predictor '\(command)' gave no answer within \(formatG(timeout)) s at call \(calls) (stopped)"
+    /// "predictor '...' exited with status S" if it has ended by itself (waiting a little, never
+    /// past the call's deadline), nil while it runs or when the watchdog ended it.
+    private func exitText() -> String? {
+        watch.lock(); let left = deadline.timeIntervalSinceNow; watch.unlock()
+        guard hasExited(within: min(0.5, max(0, left - 0.05))), !timedOut, let e = ended else { return nil }
+        switch e {
+        case .exited(let s): return "predictor '\(command)' exited with status \(s)"
+        case .killed(let s): return "predictor '\(command)' was killed by signal \(s)"
+        case .gone: return "predictor '\(command)' is gone"
+        }
     }
+
+    private var limit: String { "within \(formatG(timeout)) s" }
 
     /// Starts the watchdog for `call`: at the deadline it ends the predictor's process group.
     private func arm(_ call: Int) {
-        watch.lock(); guarded = call; fired = false; watch.unlock()
+        let seconds = timeout
+        watch.lock(); guarded = call; fired = false; deadline = Date().addingTimeInterval(seconds); watch.unlock()
         let group = pid
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [weak self] in
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [weak self] in
             guard let self else { return }
             self.watch.lock()
             defer { self.watch.unlock() }
@@ -139,9 +183,15 @@ public final class ExternalPredictor: EpsPredictor {
         }
     }
 
-    private func disarm() { watch.lock(); guarded = 0; watch.unlock() }
+    private func disarm() { watch.lock(); guarded = 0; deadline = .distantFuture; watch.unlock() }
 
     private var timedOut: Bool { watch.lock(); defer { watch.unlock() }; return fired }
+
+    /// Whether bytes are waiting on the predictor's stdout (an end of file is not data).
+    private func pending() -> Bool {
+        var ready = pollfd(fd: fromChild, events: Int16(POLLIN), revents: 0)
+        return poll(&ready, 1, 0) > 0 && ready.revents & Int16(POLLIN) != 0
+    }
 
     private func fail(_ message: String) -> DDPMError {
         abort()
@@ -153,48 +203,53 @@ public final class ExternalPredictor: EpsPredictor {
         let n = t.count
         let shape = [n] + sampleShape
         guard x.count == shape.reduce(1, *) else { throw DDPMError("predictor request: \(x.count) values for shape \(shape)") }
-        // A frame already waiting before we asked is an extra answer to an earlier call.
-        var ready = pollfd(fd: fromChild, events: Int16(POLLIN), revents: 0)
-        if calls > 0, poll(&ready, 1, 0) > 0, ready.revents & Int16(POLLIN) != 0 {
+        // Bytes waiting before we ask are a frame nobody asked for: a second answer to the last
+        // request. (Before the first request they are taken as its answer: a predictor may write
+        // its answer before it reads the request, and whether we would see it first is a race.)
+        if calls > 0, pending() {
             throw fail("predictor '\(command)' sent a frame nobody asked for after answering call \(calls) (more than one answer per request?)")
         }
         calls += 1
-        var f = Frame(metadata: ["kind": "predict", "call": String(calls)])
+        let call = calls
+        var f = Frame(metadata: ["kind": "predict", "call": String(call)])
         f["x"] = Tensor(x, shape: shape)
         f["t"] = Tensor(t.map { Int64($0) }, shape: [n])
         if let y { f["y"] = Tensor(y.map { Int64($0) }, shape: [n]) }
-        arm(calls)
+        arm(call)
         defer { disarm() }
         do { try writer.write(f) } catch {
-            if timedOut { throw fail(noAnswer()) }
-            let why = exitDescription()
-            throw fail("\(why) (it stopped reading its input at call \(calls))")
+            if timedOut { throw fail("predictor '\(command)' did not read request \(call) \(limit) (stopped)") }
+            if let ended = exitText() { throw fail("\(ended) (it stopped reading its input at call \(call))") }
+            throw fail("predictor '\(command)' stopped reading its input at call \(call) (stopped)")
         }
-        let answer: Frame
-        do {
-            guard let a = try reader.next() else {
-                if timedOut { throw fail(noAnswer()) }
-                let why = exitDescription(); throw fail("\(why) without answering call \(calls)")
-            }
-            answer = a
-        } catch let e as DDPMError where !e.message.hasPrefix("predictor '") {
-            if timedOut { throw fail(noAnswer()) }
-            throw fail("bad answer from the predictor: \(e.message)")
+        let next: Frame?
+        do { next = try reader.next() } catch {
+            if timedOut { throw fail("predictor '\(command)' sent only part of its answer to call \(call) \(limit) (stopped)") }
+            var why = (error as? DDPMError)?.message ?? "\(error)"
+            if why.hasPrefix("predictor: ") { why.removeFirst("predictor: ".count) }
+            throw fail("bad answer from the predictor '\(command)' at call \(call): \(why)")
         }
-        if let c = answer.metadata["call"], c != String(calls) {
-            throw fail("predictor answered call \(c) when call \(calls) was asked (answers out of step with requests)")
+        guard let answer = next else {
+            if timedOut { throw fail("predictor '\(command)' gave no answer \(limit) at call \(call) (stopped)") }
+            if let ended = exitText() { throw fail("\(ended) without answering call \(call)") }
+            throw fail("predictor '\(command)' closed its output without answering call \(call) (stopped)")
+        }
+        // Complete only as the watchdog fired: the predictor has been stopped, the next call would fail.
+        if timedOut { throw fail("predictor '\(command)' gave no answer \(limit) at call \(call) (stopped)") }
+        if let c = answer.metadata["call"], c != String(call) {
+            throw fail("predictor '\(command)' answered call \(c) when call \(call) was asked (answers out of step with requests)")
         }
         guard let eps = answer["eps"] else {
-            throw fail("predictor answer \(calls) has no 'eps' tensor (it has: \(answer.names.isEmpty ? "none" : answer.names.joined(separator: ", ")))")
+            throw fail("predictor '\(command)' answer \(call) has no 'eps' tensor (it has: \(answer.names.isEmpty ? "none" : answer.names.joined(separator: ", ")))")
         }
         guard eps.shape == shape else {
-            throw fail("predictor answered 'eps' of shape \(eps.shape), expected \(shape)")
+            throw fail("predictor '\(command)' answered 'eps' of shape \(eps.shape), expected \(shape)")
         }
-        guard eps.dtype == .f32 || eps.dtype == .f64 else { throw fail("predictor answered 'eps' as \(eps.dtype.rawValue), expected F32") }
+        guard eps.dtype == .f32 || eps.dtype == .f64 else { throw fail("predictor '\(command)' answered 'eps' as \(eps.dtype.rawValue), expected F32") }
         var v: [Float]? = nil
         if let vt = answer["v"] {
-            guard vt.shape == shape else { throw fail("predictor answered 'v' of shape \(vt.shape), expected \(shape)") }
-            guard vt.dtype == .f32 || vt.dtype == .f64 else { throw fail("predictor answered 'v' as \(vt.dtype.rawValue), expected F32") }
+            guard vt.shape == shape else { throw fail("predictor '\(command)' answered 'v' of shape \(vt.shape), expected \(shape)") }
+            guard vt.dtype == .f32 || vt.dtype == .f64 else { throw fail("predictor '\(command)' answered 'v' as \(vt.dtype.rawValue), expected F32") }
             v = vt.floats
         }
         return Prediction(eps: eps.floats, v: v)
@@ -214,12 +269,15 @@ enum PredictorProcesses {
         guard !installed else { return }
         installed = true
         for sig in [SIGTERM, SIGHUP, SIGINT] {
-            signal(sig) { s in
-                // Async-signal-safe: kill, signal and raise only.
-                if PredictorProcesses.activeGroup > 0 { kill(-PredictorProcesses.activeGroup, SIGTERM) }
-                signal(s, SIG_DFL)
-                raise(s)
-            }
+            var old = sigaction()
+            sigaction(sig, nil, &old)
+            // An ignored signal (SIGINT and SIGHUP of a background job, nohup) stays ignored.
+            if unsafeBitCast(old.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { continue }
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { s in PredictorProcesses.end(signal: s) }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0
+            sigaction(sig, &action, nil)
         }
     }
 
@@ -231,4 +289,25 @@ enum PredictorProcesses {
 
     /// Read by the signal handler (one word: no lock there).
     nonisolated(unsafe) static var activeGroup: pid_t = 0
+
+    /// The signal handler: SIGTERM to the predictor's group, up to a second for it to go (its shell
+    /// is reaped here, so that an ended group is seen as gone), then SIGKILL to whatever is left;
+    /// then the signal ends us as it would have. Async-signal-safe calls only.
+    private static func end(signal s: Int32) {
+        let group = activeGroup
+        if group > 0 {
+            kill(-group, SIGTERM)
+            var status: Int32 = 0
+            var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+            var gone = false
+            for _ in 0..<100 {
+                _ = waitpid(group, &status, WNOHANG)
+                if kill(-group, 0) != 0 { gone = true; break }
+                nanosleep(&pause, nil)
+            }
+            if !gone { kill(-group, SIGKILL) }
+        }
+        Glibc.signal(s, SIG_DFL)
+        raise(s)
+    }
 }
