@@ -65,6 +65,10 @@ public enum InfoText {
         }
     }
 
+    /// `s` followed by spaces up to `width` characters. (Foundation's padding(toLength:) counts
+    /// UTF-16 units and cuts longer strings: it dropped the end of names holding emoji.)
+    static func pad(_ s: String, _ width: Int) -> String { s + String(repeating: " ", count: max(0, width - s.count)) }
+
     /// The lines `tensor info` prints for frame number `n` (1-based).
     public static func describe(_ frame: Frame, number n: Int) -> String {
         var lines = ["frame \(n)  kind: \(frame.kind?.escapedForTerminal ?? "-")"]
@@ -72,7 +76,7 @@ public enum InfoText {
         let shown = keys.map(\.escapedForTerminal)
         let kw = shown.map(\.count).max() ?? 0
         for (k, key) in zip(keys, shown) {
-            lines.append("  " + key.padding(toLength: kw, withPad: " ", startingAt: 0) + "  " + frame.metadata[k]!.escapedForTerminal)
+            lines.append("  " + pad(key, kw) + "  " + frame.metadata[k]!.escapedForTerminal)
         }
         var rows: [[String]] = [["tensor", "dtype", "shape", "min", "max", "mean", "std"]]
         for (name, t) in frame.tensors {
@@ -93,7 +97,7 @@ public enum InfoText {
                 var line = "  "
                 for c in 0..<7 {
                     // Names and labels left-aligned, numbers right-aligned.
-                    line += c < 3 ? r[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                    line += c < 3 ? pad(r[c], widths[c])
                                   : String(repeating: " ", count: widths[c] - r[c].count) + r[c]
                     if c < 6 { line += "  " }
                 }
