@@ -47,6 +47,7 @@ final class FuzzLibFuzzerTests: XCTestCase {
                     n += 1
                     let text = InfoText.describe(f, number: n)
                     check(!text.unicodeScalars.contains(where: { $0.needsTerminalEscape && $0 != "\n" }), "control characters in tensor info")
+                    for s in f.names + f.metadata.keys.filter({ $0 != "kind" }) + f.metadata.values where !s.isEmpty { check(text.contains(s.escapedForTerminal), "tensor info cut a name") }
                     let (meta, entries, _) = try Safetensors.parseHeader(Safetensors.header(for: f))
                     check(meta == f.metadata && entries.map(\.name) == f.names, "header round trip")
                     var conditional = BatchRules(sampleShape: [2], timesteps: true, T: 1000, classes: 3)

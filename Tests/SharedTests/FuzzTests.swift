@@ -124,7 +124,8 @@ struct FrameMutator {
                                      "dtype", "shape", "data_offsets", "__metadata__", "x", "y", "t", "eps", "kind",
                                      "batch", "schedule", "model", "checkpoint", "classifier", "beta", "schedule.beta",
                                      "\\u0000", "\\u001b[31m", "\\ud800", "\\udc00", "\\ud800\\udc00", "\\u+12a", "\\u12",
-                                     "\\x41", "\\", "\u{1b}]0;t\u{07}", "a\nb", "\u{202e}", "\u{7f}", "\u{0085}"]
+                                     "\\x41", "\\", "\u{1b}]0;t\u{07}", "a\nb", "\u{202e}", "\u{7f}", "\u{0085}",
+                                     "😀x", "e\u{301}ab", "\\ud83d\\ude00", "名前"]
     static let invalidUTF8: [[UInt8]] = [[0xFF], [0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0x80]]
     static let lengths: [UInt64] = [0, 1, 2, 7, 8, 9, 0xFF, 0x100, UInt64(maxHeaderBytes), UInt64(maxHeaderBytes) + 1,
                                     16 << 30, 1 << 40, 1 << 63, UInt64.max, UInt64.max - 7]
@@ -388,6 +389,9 @@ final class FuzzTests: XCTestCase {
     static func checkFrame(_ f: Frame, _ bytes: [UInt8]) {
         let text = InfoText.describe(f, number: 1)
         if hasControl(text, allowNewline: true) { XCTFail("tensor info text holds control characters for input \(describe(bytes))") }
+        for name in f.names + f.metadata.keys.filter({ $0 != "kind" }) + f.metadata.values where !name.isEmpty && !text.contains(name.escapedForTerminal) {
+            XCTFail("tensor info does not show '\(name.escapedForTerminal)' whole for input \(describe(bytes))")
+        }
         let header = Safetensors.header(for: f)
         do {
             let (meta, entries, length) = try Safetensors.parseHeader(header)

@@ -248,6 +248,14 @@ final class HardeningTests: XCTestCase {
             cases.append(Case(name: "\(tool) \(args[0]): a tensor name with control characters in the error", tool: tool, args: args, stdin: evilData,
                               expect: .error(["\\u{1b}[31mEVIL\\nforged"])))
         }
+        var wide = Frame(metadata: ["kind": "batch", "😀key": "e\u{301}value", "k": "v"])
+        wide["😀x"] = Tensor([Float(0)], shape: [1, 1])
+        wide["x"] = Tensor([Float(0)], shape: [1, 1])
+        cases.append(Case(name: "tensor info: names with emoji and combining marks shown whole", tool: "tensor", args: ["info"], stdin: try encode([wide]),
+                          expect: .success, check: { r in
+            let text = String(decoding: r.stdout, as: UTF8.self)
+            return ["😀x ", "😀key  e\u{301}value", "k     v"].allSatisfy(text.contains) ? nil : "names cut or misaligned: \(text.debugDescription)"
+        }))
         let evilSchedule = fx.path("evil-schedule.st")
         try evil.save(path: evilSchedule)
         cases.append(Case(name: "noise --schedule: a kind with control characters in the error", tool: "noise", args: ["-t", "1", "--schedule", evilSchedule],
