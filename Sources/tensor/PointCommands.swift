@@ -30,7 +30,7 @@ struct Toy: ParsableCommand {
         if let noise { try check(noise >= 0 && noise.isFinite, "--noise must be >= 0 (got \(noise))") }
         try check(batch != nil || n <= ToyImport.maxFrame,
                   "-n \(n) in one frame is over \(ToyImport.maxFrame) samples; add --batch (e.g. --batch 1000000)")
-        if let batch { try check(batch > 0, "--batch must be positive (got \(batch))") }
+        if let batch { try check(batch > 0 && batch <= ToyImport.maxFrame, "--batch must be in 1 ... \(ToyImport.maxFrame) (got \(batch))") }
     }
 
     func run() throws { try ToyImport(dataset: dataset, n: n, seed: seed, noise: noise, batch: batch).run(writer: FrameWriter()) }

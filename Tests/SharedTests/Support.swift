@@ -80,3 +80,94 @@ func decode(_ data: Data) throws -> [Frame] {
     try data.write(to: URL(fileURLWithPath: path))
     return try Frame.loadAll(path: path)
 }
+
+/// How a guarded tool run ended.
+struct GuardedResult {
+    /// The exit status (when `signal` is nil and the run did not time out).
+    var status: Int32
+    /// The signal that ended the process (a trap, an abort, SIGKILL after the timeout).
+    var signal: Int32?
+    var timedOut: Bool
+    var stdout: Data
+    var stderr: String
+
+    /// A crash, a hang or a status outside 0 ... 125 (126 and up: shells' and signals' codes).
+    var abnormal: Bool { signal != nil || timedOut || status > 125 }
+
+    /// One word for reports: "exit 1", "signal 6", "timeout".
+    var outcome: String { timedOut ? "timeout" : signal.map { "signal \($0)" } ?? "exit \(status)" }
+}
+
+/// Runs a built tool bounded in time and address space (prlimit --as; a huge allocation fails
+/// at once instead of swapping), without the runtime's backtracer (a crash ends quickly).
+/// `stdoutPath`/`stderrPath` send the streams to a file such as /dev/full instead of a pipe.
+func runToolGuarded(_ name: String, _ args: [String], stdin: Data? = nil, stdinFile: String? = nil,
+                    stdoutPath: String? = nil, stderrPath: String? = nil,
+                    timeout: Double = 60, memoryLimit: Int = 4 << 30) throws -> GuardedResult {
+    let p = Process()
+    let tool = productsDirectory.appendingPathComponent(name).path
+    if FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit") {
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        p.arguments = ["--as=\(memoryLimit)", "--", tool] + args
+    } else {
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+    }
+    var env = ProcessInfo.processInfo.environment
+    env["SWIFT_BACKTRACE"] = "enable=no"
+    p.environment = env
+    let out = Pipe(), err = Pipe()
+    if let stdoutPath {
+        guard let h = FileHandle(forWritingAtPath: stdoutPath) else { throw DDPMError("cannot open \(stdoutPath)") }
+        p.standardOutput = h
+    } else {
+        p.standardOutput = out
+    }
+    if let stderrPath {
+        guard let h = FileHandle(forWritingAtPath: stderrPath) else { throw DDPMError("cannot open \(stderrPath)") }
+        p.standardError = h
+    } else {
+        p.standardError = err
+    }
+    var inPipe: Pipe? = nil
+    if let stdinFile {
+        p.standardInput = FileHandle(forReadingAtPath: stdinFile)
+    } else if stdin != nil {
+        inPipe = Pipe()
+        p.standardInput = inPipe
+    } else {
+        p.standardInput = FileHandle.nullDevice
+    }
+    try p.run()
+    let lock = NSLock()
+    var timedOut = false
+    let pid = p.processIdentifier
+    let watchdog = DispatchWorkItem {
+        lock.lock(); timedOut = true; lock.unlock()
+        kill(pid, SIGKILL)
+    }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+    var outData = Data(), errData = Data()
+    let group = DispatchGroup()
+    if stdoutPath == nil {
+        group.enter()
+        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    }
+    if stderrPath == nil {
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    }
+    if let inPipe, let stdin {
+        signal(SIGPIPE, SIG_IGN)
+        try? inPipe.fileHandleForWriting.write(contentsOf: stdin)
+        try? inPipe.fileHandleForWriting.close()
+    }
+    p.waitUntilExit()
+    watchdog.cancel()
+    group.wait()
+    lock.lock(); let late = timedOut; lock.unlock()
+    let signalled = p.terminationReason == .uncaughtSignal
+    return GuardedResult(status: signalled ? 128 + p.terminationStatus : p.terminationStatus,
+                         signal: signalled && !late ? p.terminationStatus : nil, timedOut: late,
+                         stdout: outData, stderr: String(decoding: errData, as: UTF8.self))
+}

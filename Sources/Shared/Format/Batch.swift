@@ -49,11 +49,13 @@ public struct Batch {
     public init(frame: Frame, index: Int, rules: BatchRules) throws {
         func fail(_ message: String) -> DDPMError { DDPMError("frame \(index): \(message)") }
         guard let xt = frame["x"] else {
-            throw fail("no tensor 'x' (it has: \(frame.names.isEmpty ? "none" : frame.names.joined(separator: ", ")))")
+            throw fail("no tensor 'x' (it has: \(frame.names.listedForMessage()))")
         }
         guard xt.dtype == .f32 || xt.dtype == .f64 else { throw fail("'x' must be F32 (or F64), found \(xt.dtype.rawValue)") }
         guard let n = xt.shape.first else { throw fail("'x' must have shape [N, ...], found a scalar") }
         let shape = Array(xt.shape.dropFirst())
+        // A zero size leaves no values to work on, and would let N (up to 2^40) size the allocations.
+        guard shape.allSatisfy({ $0 > 0 }) else { throw fail("'x' has samples of shape \(shape) with a zero size (shape \(xt.shape))") }
         if let want = rules.sampleShape {
             guard shape == want else { throw fail("'x' has shape \(xt.shape), expected [N,\(want.map(String.init).joined(separator: ","))]") }
         } else {

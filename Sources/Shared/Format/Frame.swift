@@ -37,7 +37,7 @@ public struct Frame: Sendable {
     /// The tensor called `name`, or an error naming what is missing.
     public func require(_ name: String) throws -> Tensor {
         guard let t = table[name] else {
-            throw DDPMError("no tensor '\(name)' in the frame (it has: \(names.isEmpty ? "none" : names.joined(separator: ", ")))")
+            throw DDPMError("no tensor '\(name)' in the frame (it has: \(names.listedForMessage()))")
         }
         return t
     }

@@ -126,13 +126,16 @@ public final class FrameReader {
 /// Writes frames to a file descriptor (stdout by default).
 public final class FrameWriter {
     public let fd: Int32
+    /// The destination in error messages: "stdout" for fd 1 unless given.
+    public let name: String
 
     /// Refuses a terminal on stdout, as gzip does: binary data there helps nobody.
-    public init(fd: Int32 = 1, allowTerminal: Bool = false) throws {
+    public init(fd: Int32 = 1, allowTerminal: Bool = false, name: String? = nil) throws {
         if !allowTerminal && isatty(fd) != 0 {
             throw DDPMError("refusing to write a binary tensor stream to a terminal; redirect to a file or pipe (e.g. '| tensor info')")
         }
         self.fd = fd
+        self.name = name ?? (fd == 1 ? "stdout" : "file descriptor \(fd)")
         if fd == 1 { Pipes.enlarge(fd) }
     }
 
@@ -153,7 +156,18 @@ public final class FrameWriter {
         }
     }
 
-    private func writeFully(_ buf: UnsafeRawBufferPointer) throws { try FileDescriptor.writeFully(fd, buf) }
+    /// Every write is checked: a full disk or a closed reader is an error naming the destination.
+    private func writeFully(_ buf: UnsafeRawBufferPointer) throws {
+        do { try FileDescriptor.writeFully(fd, buf) } catch let e as DDPMError {
+            throw DDPMError(e.message.replacingPrefix("write error", with: "write error on \(name)"))
+        }
+    }
+}
+
+extension String {
+    func replacingPrefix(_ prefix: String, with other: String) -> String {
+        hasPrefix(prefix) ? other + dropFirst(prefix.count) : self
+    }
 }
 
 public enum Pipes {
@@ -188,7 +202,7 @@ extension Frame {
             let fd = open(path, O_WRONLY)
             guard fd >= 0 else { throw DDPMError("cannot open \(path): \(String(cString: strerror(errno)))") }
             defer { close(fd) }
-            let w = try FrameWriter(fd: fd, allowTerminal: true)
+            let w = try FrameWriter(fd: fd, allowTerminal: true, name: path)
             for f in frames { try w.write(f) }
             return
         }
@@ -196,7 +210,7 @@ extension Frame {
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw DDPMError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
         do {
-            let w = try FrameWriter(fd: fd, allowTerminal: true)
+            let w = try FrameWriter(fd: fd, allowTerminal: true, name: tmp)
             for f in frames { try w.write(f) }
             guard fsync(fd) == 0 else { throw DDPMError("cannot sync \(tmp): \(String(cString: strerror(errno)))") }
             close(fd)

@@ -66,6 +66,10 @@ public enum JSON {
         let bytes: [UInt8]
         var i = 0
 
+        func isHexDigit(_ c: UInt8) -> Bool {
+            (0x30...0x39).contains(c) || (0x41...0x46).contains(c) || (0x61...0x66).contains(c)
+        }
+
         mutating func skipSpace() {
             while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
         }
@@ -133,8 +137,10 @@ public enum JSON {
             let start = i
             if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
             var digits = 0, isInteger = true
+            let first = i
             while i < bytes.count, (0x30...0x39).contains(bytes[i]) { i += 1; digits += 1 }
             guard digits > 0 else { throw fail("unexpected character") }
+            guard digits == 1 || bytes[first] != UInt8(ascii: "0") else { throw fail("bad number (leading zero)") }
             if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
                 isInteger = false; i += 1
                 var frac = 0
@@ -201,7 +207,9 @@ public enum JSON {
         }
 
         mutating func hex4() throws -> UInt32 {
-            guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16) else { throw fail("bad \\u escape") }
+            // Exactly four hex digits (UInt32(_:radix:) alone would also take a sign: "\\u+12a").
+            guard i + 4 <= bytes.count, bytes[i..<i + 4].allSatisfy({ isHexDigit($0) }),
+                  let v = UInt32(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16) else { throw fail("bad \\u escape") }
             i += 4
             return v
         }

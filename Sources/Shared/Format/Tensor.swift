@@ -89,9 +89,12 @@ public struct Tensor: Sendable {
     }
 }
 
-/// The one error type of the project: a message fit for a one-line report on stderr.
+/// The one error type of the project: a message fit for a one-line report on stderr. Control
+/// characters in it (from a name or value a file supplied) are escaped and a message longer than
+/// `maxLength` characters is cut, so it stays one readable line whatever it quotes.
 public struct DDPMError: Error, CustomStringConvertible, Sendable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    public static let maxLength = 2000
+    public init(_ message: String) { self.message = message.escapedForTerminal(limit: DDPMError.maxLength) }
     public var description: String { message }
 }

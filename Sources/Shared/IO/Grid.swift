@@ -37,15 +37,28 @@ public struct ImageGrid {
     /// 16-bit samples (0 ... 65535) interleaved, `channels` per pixel; cast down for 8-bit files.
     public private(set) var pixels: [UInt16]
     public let maxValue: Float
+    /// The largest width or height of a grid image, in pixels.
+    public static let maxSide = 1 << 16
 
     /// Pad and blank cells take the value `background` (in [-1, 1]; default 1, white).
     public init(cols: Int, rows: Int, image: ImageShape, pad: Int = 2, scale: Int = 1, background: Float = 1, sixteenBit: Bool = false) throws {
         guard cols > 0, rows > 0 else { throw DDPMError("a grid needs at least one column and one row (got \(cols)x\(rows))") }
         guard pad >= 0, scale >= 1 else { throw DDPMError("grid padding must be >= 0 and the scale >= 1 (got \(pad) and \(scale))") }
         self.cols = cols; self.rows = rows; self.pad = pad; self.scale = scale; self.image = image
-        width = cols * image.width * scale + (cols + 1) * pad
-        height = rows * image.height * scale + (rows + 1) * pad
-        guard width <= 1 << 16, height <= 1 << 16 else { throw DDPMError("grid of \(width)x\(height) pixels is too large") }
+        // n cells of `size` pixels scaled k times, pad pixels around each; nil past 2^16 (or on overflow:
+        // every factor comes from a flag or a file).
+        func side(_ n: Int, _ size: Int) -> Int? {
+            let (a, o1) = n.multipliedReportingOverflow(by: size)
+            let (b, o2) = a.multipliedReportingOverflow(by: scale)
+            let (c, o3) = (n + 1).multipliedReportingOverflow(by: pad)
+            let (d, o4) = b.addingReportingOverflow(c)
+            return o1 || o2 || o3 || o4 || d > ImageGrid.maxSide ? nil : d
+        }
+        guard let w = side(cols, image.width), let h = side(rows, image.height) else {
+            throw DDPMError("a grid of \(cols)x\(rows) cells of \(image.width)x\(image.height) pixels, scale \(scale), padding \(pad) is over \(ImageGrid.maxSide) pixels wide or high")
+        }
+        width = w
+        height = h
         maxValue = sixteenBit ? 65535 : 255
         pixels = [UInt16](repeating: UInt16(PNG.quantize(background, maxValue: maxValue)), count: width * height * image.channels)
     }
@@ -106,5 +119,9 @@ public struct GridSize: Sendable, Equatable {
         self.init(cols: c, rows: r)
     }
 
-    public var capacity: Int { cols * rows }
+    /// cols * rows (Int.max when that overflows: both come from the command line).
+    public var capacity: Int {
+        let (c, overflow) = cols.multipliedReportingOverflow(by: rows)
+        return overflow ? Int.max : c
+    }
 }

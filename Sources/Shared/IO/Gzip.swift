@@ -11,10 +11,13 @@ public enum Gzip {
         bytes.count >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
     }
 
-    /// Inflates a gzip buffer (all members). Errors name `what` and zlib's reason.
-    public static func decompress(_ input: [UInt8], what: String = "gzip data") throws -> [UInt8] {
+    /// The most bytes `decompress` produces: 4 GiB (a few kilobytes can inflate to gigabytes).
+    public static let maxOutputBytes = 1 << 32
+
+    /// Inflates a gzip buffer (all members), at most `limit` bytes. Errors name `what` and zlib's reason.
+    public static func decompress(_ input: [UInt8], what: String = "gzip data", limit: Int = maxOutputBytes) throws -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(input.count * 4)
+        out.reserveCapacity(min(input.count, limit / 4) * 4)
         var strm = z_stream()
         // inflateInit2 is a macro; 16 + MAX_WBITS selects the gzip wrapper.
         guard inflateInit2_(&strm, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
@@ -34,7 +37,10 @@ public enum Gzip {
                     let s = inflate(&strm, Z_NO_FLUSH)
                     return (s, chunk - Int(strm.avail_out))
                 }
-                if produced > 0 { out.append(contentsOf: buffer[0..<produced]) }
+                if produced > 0 {
+                    guard out.count + produced <= limit else { throw DDPMError("\(what): inflates to more than \(limit) bytes") }
+                    out.append(contentsOf: buffer[0..<produced])
+                }
                 switch status {
                 case Z_STREAM_END:
                     // Another gzip member may follow (as `cat a.gz b.gz` makes).

@@ -65,8 +65,9 @@ public enum IDX {
             let o = 4 + 4 * k
             let d = Int(raw[o]) << 24 | Int(raw[o + 1]) << 16 | Int(raw[o + 2]) << 8 | Int(raw[o + 3])
             dims.append(d)
-            count *= d
-            guard count < 1 << 40 else { throw DDPMError("\(name): IDX dimensions \(dims) are too large") }
+            let (c, overflow) = count.multipliedReportingOverflow(by: d)   // d < 2^32, count < 2^40: may pass 2^63
+            count = c
+            guard !overflow, count < 1 << 40 else { throw DDPMError("\(name): IDX dimensions \(dims) are too large") }
         }
         let expected = headerSize + count * type.size
         guard raw.count == expected else {

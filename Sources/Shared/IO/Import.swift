@@ -199,6 +199,7 @@ public struct ToyImport: Sendable {
         }
         let b = batch ?? n
         guard b > 0 else { throw DDPMError("the batch size must be positive (got \(b))") }
+        guard b <= ToyImport.maxFrame else { throw DDPMError("\(b) samples per frame are over \(ToyImport.maxFrame)") }
         for r in batchRanges(n, size: b) {
             var frame = Frame(metadata: batchMetadata("toy", [
                 "dataset": dataset.rawValue, "n": String(n), "seed": String(seed), "noise": String(sigma),

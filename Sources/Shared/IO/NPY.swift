@@ -71,6 +71,8 @@ public enum NPY {
         let nd = inShape.count
         if nd < 2 { return t }
         let outShape = Array(inShape.reversed())
+        // No elements: nothing to move (and the strides of a shape like (0, 2^62, 2^62) overflow).
+        if t.count == 0 { return Tensor(shape: outShape, storage: t.storage) }
         // C strides of the input, read in output-axis order.
         var inStrides = [Int](repeating: 1, count: nd)
         for k in stride(from: nd - 2, through: 0, by: -1) { inStrides[k] = inStrides[k + 1] * inShape[k + 1] }
@@ -156,8 +158,9 @@ public enum NPY {
         }
         var total = 1
         for d in shape {
+            // Every dimension below 2^40, as the stream format requires (even beside a zero).
             let (m, o) = total.multipliedReportingOverflow(by: d)
-            guard !o, m < 1 << 40 else { throw DDPMError("\(name): .npy shape \(shape) is too large") }
+            guard !o, m < 1 << 40, d < 1 << 40 else { throw DDPMError("\(name): .npy shape \(shape) is too large") }
             total = m
         }
         return (descr, fortran, shape)

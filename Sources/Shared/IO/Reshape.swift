@@ -9,7 +9,7 @@ public enum Reshape {
     /// naming the tensor. Other tensors and the metadata pass through.
     public static func apply(_ frame: Frame, names: [String], shape: [Int]) throws -> Frame {
         var out = frame
-        let per = shape.reduce(1, *)
+        guard let per = Reshape.elements(shape) else { throw DDPMError("a sample shape of \(shape) is too large (dimensions and their product below 2^40)") }
         for name in names {
             guard var t = frame[name] else { continue }
             guard let n = t.shape.first else { throw DDPMError("'\(name)' is a scalar: nothing to reshape per sample") }
@@ -23,10 +23,23 @@ public enum Reshape {
         return out
     }
 
+    /// The number of elements of a sample shape, nil unless every dimension and the product are
+    /// below 2^40 (what a frame can hold; the dimensions come from the command line).
+    public static func elements(_ shape: [Int]) -> Int? {
+        var n = 1
+        for d in shape {
+            let (m, overflow) = n.multipliedReportingOverflow(by: d)
+            guard d >= 0, d < 1 << 40, !overflow, m < 1 << 40 else { return nil }
+            n = m
+        }
+        return n
+    }
+
     /// `tensor reshape`: every frame of `reader` through `apply` to `writer`; errors name the frame.
     public static func run(names: [String], shape: [Int], reader: FrameReader, writer: FrameWriter) throws {
         guard !names.isEmpty else { throw DDPMError("no tensor names given") }
         guard !shape.isEmpty, shape.allSatisfy({ $0 > 0 }) else { throw DDPMError("a sample shape must list positive sizes (got \(shape))") }
+        guard Reshape.elements(shape) != nil else { throw DDPMError("a sample shape of \(shape) is too large (dimensions and their product below 2^40)") }
         while let f = try reader.next() {
             do { try writer.write(try apply(f, names: names, shape: shape)) }
             catch let e as DDPMError { throw DDPMError("frame \(reader.framesRead): \(e.message)") }

@@ -52,32 +52,37 @@ public enum InfoText {
     }
 
     /// `tensor info`: describes every frame of each stream (stdin when `paths` is empty) on
-    /// stdout, frame by frame; with several streams, each after a line `== PATH`.
-    public static func printStreams(_ paths: [String]) throws {
+    /// `output` (stdout), frame by frame, every write checked; with several streams, each after a
+    /// line `== PATH`. Names, paths and metadata are printed with control characters escaped.
+    public static func printStreams(_ paths: [String], output: TextOutput = TextOutput()) throws {
         for path in paths.isEmpty ? ["-"] : paths {
             let reader = try FrameReader(pathOrStdin: path)
-            if paths.count > 1 { print("== \(path)") }
+            if paths.count > 1 { try output.write("== \(path.escapedForTerminal)\n") }
             while let f = try reader.next() {
-                print(describe(f, number: reader.framesRead))
-                fflush(stdout)
+                try output.write(describe(f, number: reader.framesRead) + "\n")
             }
-            if reader.framesRead == 0 { print("(no frames)") }
+            if reader.framesRead == 0 { try output.write("(no frames)\n") }
         }
     }
 
+    /// `s` followed by spaces up to `width` characters. (Foundation's padding(toLength:) counts
+    /// UTF-16 units and cuts longer strings: it dropped the end of names holding emoji.)
+    static func pad(_ s: String, _ width: Int) -> String { s + String(repeating: " ", count: max(0, width - s.count)) }
+
     /// The lines `tensor info` prints for frame number `n` (1-based).
     public static func describe(_ frame: Frame, number n: Int) -> String {
-        var lines = ["frame \(n)  kind: \(frame.kind ?? "-")"]
+        var lines = ["frame \(n)  kind: \(frame.kind?.escapedForTerminal ?? "-")"]
         let keys = frame.metadata.keys.sorted().filter { $0 != "kind" }
-        let kw = keys.map(\.count).max() ?? 0
-        for k in keys {
-            lines.append("  " + k.padding(toLength: kw, withPad: " ", startingAt: 0) + "  " + frame.metadata[k]!)
+        let shown = keys.map(\.escapedForTerminal)
+        let kw = shown.map(\.count).max() ?? 0
+        for (k, key) in zip(keys, shown) {
+            lines.append("  " + pad(key, kw) + "  " + frame.metadata[k]!.escapedForTerminal)
         }
         var rows: [[String]] = [["tensor", "dtype", "shape", "min", "max", "mean", "std"]]
         for (name, t) in frame.tensors {
             let s = TensorStats(t)
             let integer = t.dtype == .i64 || t.dtype == .i32 || t.dtype == .u8
-            var row = [name, t.dtype.rawValue, "[" + t.shape.map(String.init).joined(separator: ",") + "]",
+            var row = [name.escapedForTerminal, t.dtype.rawValue, "[" + t.shape.map(String.init).joined(separator: ",") + "]",
                        number(s.min.isFinite ? s.min : .nan, integer: integer),
                        number(s.max.isFinite ? s.max : .nan, integer: integer),
                        number(s.mean, integer: false), number(s.std, integer: false)]
@@ -92,7 +97,7 @@ public enum InfoText {
                 var line = "  "
                 for c in 0..<7 {
                     // Names and labels left-aligned, numbers right-aligned.
-                    line += c < 3 ? r[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                    line += c < 3 ? pad(r[c], widths[c])
                                   : String(repeating: " ", count: widths[c] - r[c].count) + r[c]
                     if c < 6 { line += "  " }
                 }
