@@ -9,10 +9,15 @@
 /// log Sigma_t = frac log beta_t + (1 - frac) log beta~_t, with the clipped
 /// log beta~ (`Schedule.posteriorLogVarianceClipped`) and, when respaced, the
 /// respaced beta and beta~.
+///
+/// `x0`: the predicted x_0 when the predictor's parameterisation gives it directly (x0- and
+/// v-prediction); nil means derive it from eps (eq. 4). Solvers take x0^ = x0 ?? from eps, so a
+/// v-predictor works at abar = 0, where eps alone cannot give x_0.
 public struct Prediction {
     public var eps: [Float]
     public var v: [Float]?
-    public init(eps: [Float], v: [Float]? = nil) { self.eps = eps; self.v = v }
+    public var x0: [Float]?
+    public init(eps: [Float], v: [Float]? = nil, x0: [Float]? = nil) { self.eps = eps; self.v = v; self.x0 = x0 }
 }
 
 /// eps_theta(x_t, t, y). Integration point for a trained model: wrap a
