@@ -69,6 +69,7 @@ struct Sample: ParsableCommand {
         job.count = n; job.seed = input.seed; job.batch = input.batch; job.offset = input.offset
         job.every = every; job.quiet = input.quiet
         try job.run(reader: reader, writer: try FrameWriter())
+        try setup.finish()
     }
 }
 
@@ -92,6 +93,7 @@ struct Bound: ParsableCommand {
         job.decoder = b.decoder; job.strata = b.nllSteps; job.terms = b.terms
         job.seed = input.seed; job.batch = input.batch; job.offset = input.offset; job.quiet = input.quiet
         try job.run(reader: reader, output: TextOutput())
+        try setup.finish()
     }
 }
 
@@ -110,5 +112,6 @@ struct Score: ParsableCommand {
         var job = ScoreJob(setup: setup, sampleShape: shape)
         job.at = from; job.seed = input.seed
         try job.run(reader: reader, writer: try FrameWriter())
+        try setup.finish()
     }
 }

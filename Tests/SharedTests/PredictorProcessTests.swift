@@ -84,6 +84,14 @@ final class PredictorProcessTests: XCTestCase {
         try assertEnds("head -c 1 > /dev/null; cat '\(one)'; sleep 0.3; cat '\(one)'; sleep 30", small, "answered call 1 when call 2 was asked")
         // Two answers before any request: the first is taken for call 1's, the second is extra.
         try assertEnds("cat '\(two)'; sleep 30", small, "sent a frame nobody asked for after answering call 1")
+        // Two answers to the LAST request (one step: no later request reveals it): caught when the
+        // predictor exits at the end of the run, with or without the 'call' echo.
+        let oneStep = ["--shape", "2", "-n", "2", "--steps", "1"]
+        try assertEnds("head -c 1 > /dev/null; cat '\(two)'", oneStep, "sent a frame nobody asked for after answering call 1")
+        try assertEnds("head -c 1 > /dev/null; cat '\(twoEchoed)'", oneStep, "sent a frame nobody asked for after answering call 1")
+        // The same predictor answering once is fine.
+        let r = try runTool("denoise", oneStep + ["--predictor", "head -c 1 > /dev/null; cat '\(one)'", "--timeout", "1", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
     }
 
     func testPredictorAnswerForAnotherCall() throws {

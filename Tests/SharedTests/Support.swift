@@ -22,40 +22,15 @@ struct RunResult {
     var stderr: String
 }
 
-/// Runs a built tool (`schedule`, `noise`, ...) with arguments and optional stdin bytes.
+/// Runs a built tool (`schedule`, `noise`, ...) with arguments and optional stdin bytes: the
+/// guarded run below without its address-space limit, and a timeout long enough for any test's
+/// training run, so that a hang fails the test instead of stalling the suite.
 @discardableResult
-func runTool(_ name: String, _ args: [String], stdin: Data? = nil, stdinFile: String? = nil) throws -> RunResult {
-    let p = Process()
-    p.executableURL = productsDirectory.appendingPathComponent(name)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    var inPipe: Pipe? = nil
-    if let stdinFile {
-        p.standardInput = FileHandle(forReadingAtPath: stdinFile)
-    } else if stdin != nil {
-        inPipe = Pipe()
-        p.standardInput = inPipe
-    } else {
-        p.standardInput = FileHandle.nullDevice
-    }
-    try p.run()
-    // Feed stdin and drain stdout/stderr concurrently so no pipe fills up.
-    var outData = Data(), errData = Data()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    group.enter()
-    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    if let inPipe, let stdin {
-        signal(SIGPIPE, SIG_IGN)
-        try? inPipe.fileHandleForWriting.write(contentsOf: stdin)
-        try? inPipe.fileHandleForWriting.close()
-    }
-    group.wait()
-    p.waitUntilExit()
-    return RunResult(status: p.terminationStatus, stdout: outData, stderr: String(decoding: errData, as: UTF8.self))
+func runTool(_ name: String, _ args: [String], stdin: Data? = nil, stdinFile: String? = nil,
+             timeout: Double = 900) throws -> RunResult {
+    let r = try runToolGuarded(name, args, stdin: stdin, stdinFile: stdinFile, timeout: timeout, memoryLimit: nil)
+    if r.timedOut { XCTFail("\(name) \(args.joined(separator: " ")): no exit within \(Int(timeout)) s") }
+    return RunResult(status: r.status, stdout: r.stdout, stderr: r.stderr)
 }
 
 /// A fresh temporary directory for one test.
@@ -99,14 +74,14 @@ struct GuardedResult {
 }
 
 /// Runs a built tool bounded in time and address space (prlimit --as; a huge allocation fails
-/// at once instead of swapping), without the runtime's backtracer (a crash ends quickly).
+/// at once instead of swapping; nil: no limit), without the runtime's backtracer (a crash ends quickly).
 /// `stdoutPath`/`stderrPath` send the streams to a file such as /dev/full instead of a pipe.
 func runToolGuarded(_ name: String, _ args: [String], stdin: Data? = nil, stdinFile: String? = nil,
                     stdoutPath: String? = nil, stderrPath: String? = nil,
-                    timeout: Double = 60, memoryLimit: Int = 4 << 30) throws -> GuardedResult {
+                    timeout: Double = 60, memoryLimit: Int? = 4 << 30) throws -> GuardedResult {
     let p = Process()
     let tool = productsDirectory.appendingPathComponent(name).path
-    if FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit") {
+    if let memoryLimit, FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit") {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
         p.arguments = ["--as=\(memoryLimit)", "--", tool] + args
     } else {

@@ -16,7 +16,7 @@ public func warn(_ tool: String, _ message: String) { writeStderr("\(tool): \(me
 public func writeStderr(_ text: String) { try? TextOutput(fd: 2).write(text) }
 
 extension ParsableCommand {
-    /// Runs the command. --help and --version print as ArgumentParser prints them; every failure
+    /// Runs the command. --help and --version print ArgumentParser's text (a failed write exits 1); every failure
     /// (a bad flag, a broken rule of an option group, a library error) is ONE line `tool: message`
     /// on stderr and exit status 1.
     public static func runTool() {
@@ -32,7 +32,17 @@ extension ParsableCommand {
             Glibc.exit(1)
         } catch {
             let code = exitCode(for: error)
-            if code == .success { exit(withError: error) }   // --help, --version
+            if code == .success {   // --help, --version: ArgumentParser's text, written checked
+                do {
+                    try TextOutput(fd: 1).write(fullMessage(for: error) + "\n")
+                } catch let e as DDPMError {
+                    warn(name, e.message)
+                    Glibc.exit(1)
+                } catch {
+                    Glibc.exit(1)
+                }
+                Glibc.exit(0)
+            }
             let line = message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "invalid arguments"
             warn(name, line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line)
             Glibc.exit(1)

@@ -27,6 +27,9 @@ public struct TrainSetup {
     public func configs(for data: TrainingData) throws -> (network: NetworkConfig, training: TrainConfig) {
         let base = TrainConfig()
         let loss = training.loss ?? base.loss
+        if training.classes == nil, let top = data.y?.max(), top >= ConfigLimits.classes {
+            throw DDPMError("label \(top) in 'y' exceeds the largest class label allowed, \(ConfigLimits.classes - 1) (the class embedding has one row per label)")
+        }
         var net: NetworkConfig
         do {
             net = try NetworkConfig.defaults(for: data.sampleShape, kind: network.arch, classifier: training.classifier,

@@ -115,6 +115,25 @@ public final class ExternalPredictor: EpsPredictor {
         release()
     }
 
+    /// The end of a successful run: closes the predictor's stdin, lets it exit (as `close`), and
+    /// then refuses any bytes it wrote after its last answer (a second answer to the last request,
+    /// which no later request would reveal).
+    public func finish() throws {
+        guard !closed else { return }
+        closed = true
+        disarm()
+        Glibc.close(toChild); toChildOpen = false
+        if !hasExited(within: 5) {
+            kill(-pid, SIGTERM)
+            if !hasExited(within: 2) { kill(-pid, SIGKILL); _ = hasExited(within: 1) }
+        }
+        let extra = calls > 0 && pending()
+        release()
+        if extra {
+            throw DDPMError("predictor '\(command)' sent a frame nobody asked for after answering call \(calls) (more than one answer per request?)")
+        }
+    }
+
     /// Stops the predictor's whole process group after a protocol failure.
     private func abort() {
         guard !closed else { return }

@@ -197,6 +197,8 @@ public final class PredictorSetup {
     }
 
     public func close() { external?.close() }
+    /// The end of a successful run: a predictor process must exit without unasked output.
+    public func finish() throws { try external?.finish() }
 }
 
 extension PredictorSetup {

@@ -26,11 +26,14 @@ public struct Schedule: Sendable {
     public let snr: [Double]                   // abar / (1 - abar)
 
     public var T: Int { beta.count }
+    /// The most timesteps a schedule may have (flags, schedule and model files alike).
+    public static let maxT = 1_000_000
 
     /// Builds every derived quantity from the betas.
     public init(betas: [Double], kind: ScheduleKind = .custom, betaStart: Double = .nan, betaEnd: Double = .nan,
                 zeroTerminalSNR: Bool = false) throws {
         guard !betas.isEmpty else { throw DDPMError("schedule needs at least one timestep") }
+        guard betas.count <= Schedule.maxT else { throw DDPMError("T = \(betas.count) is too large (at most \(Schedule.maxT))") }
         for (t, b) in betas.enumerated() where !(b > 0 && b <= 1) {
             throw DDPMError("beta at t=\(t) is \(b); betas must lie in (0, 1]")
         }
@@ -75,7 +78,7 @@ public struct Schedule: Sendable {
     public static func make(_ kind: ScheduleKind, T: Int = 1000, betaStart: Double? = nil, betaEnd: Double? = nil,
                             zeroTerminalSNR: Bool = false) throws -> Schedule {
         guard T >= 1 else { throw DDPMError("T must be at least 1, got \(T)") }
-        guard T <= 1_000_000 else { throw DDPMError("T = \(T) is too large (at most 1000000)") }
+        guard T <= Schedule.maxT else { throw DDPMError("T = \(T) is too large (at most \(Schedule.maxT))") }
         let defaults: (Double, Double)
         switch kind {
         case .scaledLinear: defaults = (0.00085, 0.012)   // latent diffusion

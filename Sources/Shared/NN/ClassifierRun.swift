@@ -1,9 +1,10 @@
 // One data frame through a noise-aware classifier: the logic behind `classify`.
 
 public enum ClassifierRun {
-    /// The rules a data frame meets for `net`: 'x' of its input shape; 'y', when present, labels >= 0.
+    /// The rules a data frame meets for `net`: 'x' of its input shape; 'y', when present, labels
+    /// in 0 ..< net.classes (a label the classifier cannot answer is an error, not a miss).
     public static func rules(for net: any FeatureClassifier) -> BatchRules {
-        BatchRules(sampleShape: net.inputShape, timesteps: false)
+        BatchRules(sampleShape: net.inputShape, timesteps: false, classes: net.classes)
     }
 
     /// Logits, argmax and penultimate features of every sample of `batch` at timestep t, `size`

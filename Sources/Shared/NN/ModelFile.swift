@@ -25,7 +25,7 @@ public struct LoadedModel {
     public var architecture: [String: String] { ModelFile.architecture(from: metadata) }
     public var loss: LossKind { LossKind(rawValue: metadata["loss"] ?? "simple") ?? .simple }
     /// Number of classes K (0 = unconditional; label K is the null class).
-    public var classes: Int { Int(metadata["classes"] ?? "0") ?? 0 }
+    public var classes: Int { network.classes }
     /// Shape of one data sample, e.g. [1, 28, 28] or [2].
     public var dataShape: [Int] { (metadata["data_shape"] ?? "").split(separator: ",").compactMap { Int($0) } }
 }
@@ -125,6 +125,9 @@ public enum ModelFile {
         let arch = architecture(from: frame.metadata)
         guard !arch.isEmpty else { throw DDPMError("model file has no architecture (no 'arch.' metadata keys)") }
         let network = try factory(arch)
+        if let k = frame.metadata["classes"], k != String(network.classes) {
+            throw DDPMError("metadata 'classes' = '\(k)' disagrees with the network's \(network.classes) classes (arch.classes)")
+        }
         try read(frame, store: network.store, into: [(weights == .ema ? "ema." : "raw.", network.store.values)])
         return LoadedModel(network: network, schedule: try schedule(of: frame), metadata: frame.metadata, frame: frame)
     }
