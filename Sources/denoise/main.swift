@@ -8,7 +8,7 @@ import Shared
 struct DenoiseTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "denoise", abstract: "Sample with the reverse diffusion process (DDPM ancestral sampling or DDIM).",
-        discussion: Help.root, version: toolkitVersion, subcommands: [Sample.self, Bound.self, Score.self], defaultSubcommand: Sample.self)
+        discussion: Help.root, version: toolkitVersion, subcommands: [Sample.self, Bound.self, Score.self, Invert.self, Inpaint.self], defaultSubcommand: Sample.self)
     static func main() { runTool() }
 }
 

@@ -14,6 +14,7 @@ public enum RandomPurpose: UInt64, Sendable {
     case toy = 7            // toy data sets
     case init_ = 8          // weight initialisation
     case corrector = 9      // Langevin corrector noise
+    case inpaint = 10       // RePaint: the known region's q(x_t | x_0) noise and the resampling jumps
 }
 
 @inline(__always)

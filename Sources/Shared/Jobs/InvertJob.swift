@@ -1,0 +1,65 @@
+// `denoise invert`: DDIM inversion of x_0 frames (Diffusion/Sampling/Inversion.swift). Output:
+// frames of kind 'batch' holding x (the encoding at the plan's start timestep), t (that timestep
+// per sample) and y when labelled, ready for `denoise --from T --sampler ddim` with the same
+// --steps and --spacing, which decodes them back to x_0; trajectory frames before each batch when
+// asked. Deterministic: no seed is used.
+
+public struct InvertJob {
+    public let setup: PredictorSetup
+    /// The plan's choices (steps, spacing, from = the timestep to encode to); the kind is DDIM.
+    public let options: SamplerOptions
+    public let sampleShape: [Int]
+    public var batch = 256
+    public var every = 0
+    public var quiet = false
+
+    public init(setup: PredictorSetup, options: SamplerOptions, sampleShape: [Int]) {
+        self.setup = setup; self.options = options; self.sampleShape = sampleShape
+    }
+
+    public func run(reader: FrameReader, writer: FrameWriter) throws {
+        guard batch >= 1, every >= 0 else { throw DDPMError("batch \(batch) must be >= 1 and trajectory period \(every) >= 0") }
+        let plan = try SamplingPlan(schedule: setup.schedule, from: options.from, steps: options.steps, spacing: options.spacing)
+        if let from = options.from, plan.startTimestep != from {
+            warn("denoise", "spacing \(options.spacing.rawValue) with \(plan.stepCount) steps ends at t = \(plan.startTimestep), not at \(from)")
+        }
+        var meta = setup.metadata(readsInput: true)
+        meta["tool"] = "denoise"; meta["inverted"] = "ddim"
+        meta["steps"] = String(plan.stepCount); meta["spacing"] = options.spacing.rawValue
+        meta["start_t"] = String(plan.startTimestep)
+        var rules = setup.rules(sampleShape: sampleShape)
+        rules.timesteps = false
+        let d = sampleShape.reduce(1, *)
+        var frameNo = 0
+        while let f = try reader.next() {
+            if f.kind == "schedule" { continue }
+            frameNo += 1
+            let input = try Batch(frame: f, index: frameNo, rules: rules)
+            let labels = try setup.labels(frameLabels: input.y, count: input.count, frame: frameNo)
+            let progress = Progress(label: "invert", total: input.count * plan.stepCount, quiet: quiet)
+            for c in input.chunks(of: batch) {
+                var x = input.samples(c)
+                let b = x.count / d
+                let y = labels.map { Array($0[c]) }
+                var trajectory: Trajectory? = every > 0 ? Trajectory(every: every) : nil
+                try DDIMInversion.run(x: &x, count: b, y: y, predictor: setup.predictor, plan: plan, trajectory: &trajectory,
+                                      progress: progress, progressBase: c.lowerBound * plan.stepCount)
+                for k in trajectory?.frames ?? [] {
+                    var tf = Frame(metadata: meta)
+                    tf.kind = "trajectory"
+                    tf.metadata["t"] = String(k.t); tf.metadata["step"] = String(k.step)
+                    tf["x"] = Tensor(k.x, shape: [b] + sampleShape)
+                    tf["x0_pred"] = Tensor(k.x0, shape: [b] + sampleShape)
+                    try writer.write(tf)
+                }
+                var out = Frame(metadata: meta)
+                out.kind = "batch"
+                out["x"] = Tensor(x, shape: [b] + sampleShape)
+                out["t"] = Tensor([Int64](repeating: Int64(plan.startTimestep), count: b), shape: [b])
+                if let y { out["y"] = Tensor(y.map { Int64($0) }, shape: [b]) }
+                try writer.write(out)
+            }
+        }
+        if frameNo == 0 { throw DDPMError("no x_0 frames on stdin to invert") }
+    }
+}
