@@ -60,37 +60,45 @@ final class EditTests: XCTestCase {
 
     /// Data from the mixture 1/2 N(-2, 0.3^2 I) + 1/2 N(2, 0.3^2 I) in 4 dimensions; the first two
     /// coordinates are known (2, 2): the conditional law of the others is N(2, 0.3^2) (the -2
-    /// component's weight given them is e^-89). With RePaint the completions must follow it:
-    /// mean within 0.1 (6 standard errors of 400 samples x 2 coordinates with std 0.3 is 0.064,
-    /// plus the sampler's discretisation), std within 25 %, and the known pixels exact.
+    /// component's weight given them is e^-89). DDPM over all 1000 steps (with 50 respaced steps
+    /// even plain sampling of N(0.5, 0.5^2) gives std 0.442: the discretisation, not RePaint).
+    /// With resampling (j = 10, r = 3) the completions must follow the conditional: mean within
+    /// 0.03 (the standard error of 2000 values of std 0.3 is 0.007), std within 10 %, none from
+    /// the other component. Plain replacement (r = 1) harmonises worse: measured mean 1.969, std
+    /// 0.329, 3 of 2000 values near -2 (r = 3: 2.003, 0.287, none; the run is deterministic).
     func testRePaintCompletesWithTheRightComponent() throws {
         let comps = [GaussianComponent(mu: -2, sigma: 0.3), GaussianComponent(mu: 2, sigma: 0.3)]
         let pred = GaussianMixturePredictor(components: comps, schedule: schedule, sampleShape: [4])
-        let n = 400, d = 4
-        let known = [Float](repeating: 0, count: n * d).enumerated().map { $0.offset % d < 2 ? Float(2) : Float(0) }
+        let n = 1000, d = 4
+        let known = (0..<(n * d)).map { $0 % d < 2 ? Float(2) : Float(0) }
         let mask = (0..<(n * d)).map { $0 % d < 2 ? Float(1) : Float(0) }
-        var options = SamplerOptions()
-        options.steps = 50
-        let solver = try options.makeSolver(schedule: schedule)
-        var repaint = RePaintOptions()
-        repaint.jump = 5; repaint.resample = 5
-        var (x, noise) = Sampling.initialNoise(count: n, dimension: d, seed: 1, firstIndex: 0)
-        var kn = Sampling.streams(count: n, seed: 1, firstIndex: 0, purpose: .inpaint)
-        let evals = try RePaint.run(x: &x, known: known, mask: mask, y: nil, predictor: pred, solver: solver, options: repaint,
-                                    noise: &noise, inpaintNoise: &kn)
-        // 50 descents plus 4 extra passes of 5 levels at each of the 9 jump points 0, 5, ..., 40.
-        XCTAssertEqual(evals, 50 + 9 * 4 * 5)
-        var unknown: [Double] = []
-        for s in 0..<n {
-            XCTAssertEqual(x[s * d], 2); XCTAssertEqual(x[s * d + 1], 2)
-            unknown += [Double(x[s * d + 2]), Double(x[s * d + 3])]
+        let solver = try SamplerOptions().makeSolver(schedule: schedule)
+        func complete(resample: Int) throws -> (mean: Double, std: Double, wrong: Int, evals: Int) {
+            var repaint = RePaintOptions()
+            repaint.jump = 10; repaint.resample = resample
+            var (x, noise) = Sampling.initialNoise(count: n, dimension: d, seed: 1, firstIndex: 0)
+            var kn = Sampling.streams(count: n, seed: 1, firstIndex: 0, purpose: .inpaint)
+            let evals = try RePaint.run(x: &x, known: known, mask: mask, y: nil, predictor: pred, solver: solver, options: repaint,
+                                        noise: &noise, inpaintNoise: &kn)
+            var unknown: [Double] = []
+            for s in 0..<n {
+                XCTAssertEqual(x[s * d], 2); XCTAssertEqual(x[s * d + 1], 2)
+                unknown += [Double(x[s * d + 2]), Double(x[s * d + 3])]
+            }
+            let mean = unknown.reduce(0, +) / Double(unknown.count)
+            let std = (unknown.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(unknown.count - 1)).squareRoot()
+            return (mean, std, unknown.filter { $0 < 0 }.count, evals)
         }
-        let mean = unknown.reduce(0, +) / Double(unknown.count)
-        let std = (unknown.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(unknown.count - 1)).squareRoot()
-        print(String(format: "RePaint completions: mean %.3f std %.3f (want 2, 0.3)", mean, std))
-        XCTAssertEqual(mean, 2, accuracy: 0.1)
-        XCTAssertEqual(std, 0.3, accuracy: 0.075)
-        XCTAssertFalse(unknown.contains { $0 < 0 }, "a completion took the other component")
+        let r3 = try complete(resample: 3), r1 = try complete(resample: 1)
+        print(String(format: "RePaint completions (want mean 2, std 0.3): r = 3: %.3f, %.3f, %d wrong; r = 1: %.3f, %.3f, %d wrong",
+                     r3.mean, r3.std, r3.wrong, r1.mean, r1.std, r1.wrong))
+        // 1000 descents plus 2 extra passes of 10 levels at each of the 99 jump points 0, 10, ..., 980.
+        XCTAssertEqual(r3.evals, 1000 + 99 * 2 * 10)
+        XCTAssertEqual(r1.evals, 1000)
+        XCTAssertEqual(r3.mean, 2, accuracy: 0.03)
+        XCTAssertEqual(r3.std, 0.3, accuracy: 0.03)
+        XCTAssertEqual(r3.wrong, 0, "a completion took the other component")
+        XCTAssertLessThan(r1.mean, r3.mean - 0.01, "resampling should harmonise better than plain replacement")
     }
 
     func testRePaintLevelSequence() throws {
