@@ -48,8 +48,10 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Open MPI, loaded at run time when a tool is started by mpirun (Sources/CMPI/include/cmpi.h).
+        .target(name: "CMPI", path: "Sources/CMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "Shared",
-                dependencies: ["COpenBLAS", "CPNG", "CZlib",
+                dependencies: ["COpenBLAS", "CPNG", "CZlib", "CMPI",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: swift5 + [.unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags)]),
         .executableTarget(name: "schedule", dependencies: shared, swiftSettings: tool),

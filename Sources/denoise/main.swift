@@ -31,7 +31,7 @@ struct InputArguments: ParsableArguments {
     }
 }
 
-struct Sample: ParsableCommand {
+struct Sample: ParsableCommand, ShardedCommand {
     static let configuration = CommandConfiguration(commandName: "sample", abstract: "Draw samples (the default command).", discussion: Help.sample)
     @OptionGroup var predictor: PredictorArguments
     @OptionGroup var sampler: SamplerArguments
@@ -59,6 +59,9 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
+        if Communicator.launchedSize > 1 && (nll || score || from != nil) {
+            throw DDPMError("only sampling from noise is shared among ranks (not --from, --nll, --score): run it with one process")
+        }
         if nll { return try Bound.run(predictor, sampler.variance, input, bound) }
         if score { return try Score.run(predictor, input, from) }
         let reader = from != nil ? FrameReader() : nil
@@ -68,6 +71,21 @@ struct Sample: ParsableCommand {
         var job = SampleJob(setup: setup, options: options, sampleShape: shape)
         job.count = n; job.seed = input.seed; job.batch = input.batch; job.offset = input.offset
         job.every = every; job.quiet = input.quiet
+        if let comm = try Communicator.world(), comm.size > 1 {
+            // Under mpirun: whole batches per rank, gathered by rank 0 into the one-process stream.
+            var print = Fingerprint()
+            for a in CommandLine.arguments.dropFirst() { print.add(a) }
+            print.add(setup.schedule.beta.map { Float($0) })
+            if let m = setup.model { print.add(Array(m.network.store.values)) }
+            try comm.agree("denoise's flags, schedule or model", fingerprint: print.value)
+            let share = Shards.range(count: n, batch: input.batch, rank: comm.rank, size: comm.size)
+            let out = try GatheredOutput(comm: comm)
+            job.count = share.count; job.offset = input.offset + share.lowerBound
+            job.quiet = input.quiet || comm.rank != 0
+            try job.run(reader: nil, writer: out.writer)
+            try out.finish()
+            return try setup.finish()
+        }
         try job.run(reader: reader, writer: try FrameWriter())
         try setup.finish()
     }

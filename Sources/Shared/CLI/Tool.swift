@@ -23,31 +23,42 @@ extension ParsableCommand {
         let name = configuration.commandName ?? String(describing: Self.self).lowercased()
         do {
             var command = try parseAsRoot()
+            if Communicator.launchedSize > 1 && !(command is ShardedCommand) {
+                throw DDPMError("\(name) does not share its work among ranks: run it without mpirun (or with -np 1)")
+            }
             try command.run()
+            if Communicator.launched { try Communicator.world()?.finalize() }
         } catch let e as DDPMError {
-            warn(name, e.message)
-            Glibc.exit(1)
+            fail(name, e.message)
         } catch let e as CocoaError {
-            warn(name, e.localizedDescription)
-            Glibc.exit(1)
+            fail(name, e.localizedDescription)
         } catch {
             let code = exitCode(for: error)
             if code == .success {   // --help, --version: ArgumentParser's text, written checked
                 do {
                     try TextOutput(fd: 1).write(fullMessage(for: error) + "\n")
                 } catch let e as DDPMError {
-                    warn(name, e.message)
-                    Glibc.exit(1)
+                    fail(name, e.message)
                 } catch {
                     Glibc.exit(1)
                 }
                 Glibc.exit(0)
             }
             let line = message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "invalid arguments"
-            warn(name, line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line)
-            Glibc.exit(1)
+            fail(name, line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line)
         }
     }
+}
+
+/// The one line of a failed tool, then exit 1. Under mpirun the line names the rank and the whole
+/// job is ended (MPI_Abort), so no rank waits for this one.
+func fail(_ name: String, _ message: String) -> Never {
+    if Communicator.launched, let comm = try? Communicator.world() {
+        warn("\(name) (\(comm.name))", message)
+        comm.abort(1)
+    }
+    warn(name, message)
+    Glibc.exit(1)
 }
 
 /// The schedule a tool uses: `--schedule FILE`, else a schedule frame arriving
