@@ -25,7 +25,7 @@ struct Evaluate: ParsableCommand {
         FD is biased upwards at small n (by an amount that grows with W / n) and precision and \
         recall depend on n too: compare only sets of equal n (the MNIST recipe uses n = 10,000), \
         and give --floor, a second real set (e.g. the classified training data), to see the same \
-        figures for its first n images, the best a set of that size can score. Precision and \
+        figures for its first n samples: what real data score at that n. Precision and \
         recall cost O(n^2 W): a few seconds at n = 10,000.
 
         Example:
@@ -35,11 +35,11 @@ struct Evaluate: ParsableCommand {
 
     static func main() { runTool() }
 
-    @Argument(help: "Classified sample streams (default: stdin).") var samples: [String] = []
-    @Option(help: "Classified real data: the reference set.") var reference: String
-    @Option(help: "Classified real data other than the reference; its first n samples give the floor column.") var floor: String?
-    @Option(help: "Use the first N samples of each set.") var limit: Int?
-    @Option(name: [.customShort("k"), .customLong("neighbours")], help: "k of the k-NN balls for precision and recall.") var k: Int = 3
+    @Argument(help: ArgumentHelp("Classified sample streams, a column each (default: stdin).", valueName: "samples")) var samples: [String] = []
+    @Option(help: ArgumentHelp("Classified real data: the reference set.", valueName: "file")) var reference: String
+    @Option(help: ArgumentHelp("Classified real data other than the reference; its first n samples (n of the sets) give the floor column.", valueName: "file")) var floor: String?
+    @Option(help: ArgumentHelp("Use the first N samples of each set.", valueName: "N")) var limit: Int?
+    @Option(name: [.customShort("k"), .customLong("neighbours")], help: ArgumentHelp("k of the k-NN balls for precision and recall.", valueName: "k")) var k: Int = 3
     @Flag(help: "Print the figures as one JSON object.") var json = false
 
     func validate() throws {

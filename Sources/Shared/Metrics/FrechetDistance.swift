@@ -51,7 +51,8 @@ public enum FrechetDistance {
     public struct Value: Sendable {
         /// |mu1 - mu2|^2
         public var meanTerm: Double
-        /// tr(C1) + tr(C2) - 2 tr((C1^1/2 C2 C1^1/2)^1/2), >= 0 up to rounding
+        /// tr(C1) + tr(C2) - 2 tr((C1^1/2 C2 C1^1/2)^1/2): the squared Bures distance, >= 0 (a
+        /// rounding residue below 0, e.g. -1e-11 for a set against itself, is returned as 0)
         public var covarianceTerm: Double
         public var distance: Double { meanTerm + covarianceTerm }
     }
@@ -80,6 +81,6 @@ public enum FrechetDistance {
         var tr = 0.0
         for j in 0..<d { tr += a.covariance[j * d + j] + b.covariance[j * d + j] }
         let cross = traceSqrtProduct(sqrt1: sqrtA ?? a.covarianceSquareRoot, sqrt2: sqrtB ?? b.covarianceSquareRoot, dimension: d)
-        return Value(meanTerm: m, covarianceTerm: tr - 2 * cross)
+        return Value(meanTerm: m, covarianceTerm: max(0, tr - 2 * cross))
     }
 }
