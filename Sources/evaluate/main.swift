@@ -89,7 +89,8 @@ struct Evaluate: ParsableCommand {
             ("precision", { fraction($0.precision) }),
             ("recall", { fraction($0.recall) }),
         ]
-        var cells = [["figure"] + columns.map(\.escapedForTerminal)]
+        // Columns by file name (the paths are in the JSON); the reference line keeps its path.
+        var cells = [["figure"] + columns.map { ($0 as NSString).lastPathComponent.escapedForTerminal }]
         for (name, f) in rows { cells.append([name] + figures.map(f)) }
         let widths = (0..<cells[0].count).map { c in cells.map { $0[c].count }.max()! }
         var text = "# reference \(ref.set.name.escapedForTerminal): n = \(ref.set.count)"
