@@ -4,8 +4,10 @@
 // with the sample means and the unbiased sample covariances (divisor n - 1), all in Double.
 // The last trace: with S_i = C_i^1/2 (PSD square roots from SymmetricEigen, negative eigenvalues
 // clamped to 0), (S2 S1)^T (S2 S1) = S1 C2 S1, so tr((S1 C2 S1)^1/2) = sum of the singular values
-// of S2 S1 (one-sided Jacobi, SingularValues.swift): exact to eps, also when C1 or C2 is singular
-// (fewer samples than dimensions), where eigenvalues of S1 C2 S1 near 0 would give sqrt(eps) errors.
+// of S2 S1 (one-sided Jacobi, SingularValues.swift). That avoids the eigenvalues of S1 C2 S1, whose
+// zeros when C1 or C2 is singular (fewer samples than dimensions) come out as +-eps and add sqrt(eps)
+// each: at n = 100, W = 256 this is within 3e-8 (relative) of a rank-exact evaluation (the spectrum
+// of X_c C2 X_c^T / (n - 1), 100 x 100), the eigenvalue route (numpy eigvalsh) 5e-6.
 // The estimate is biased upwards at small n (by about tr terms of order d / n): compare sets of
 // equal n only.
 import COpenBLAS
