@@ -40,6 +40,7 @@ let package = Package(
         .executable(name: "ddpm-bench", targets: ["ddpm-bench"]),
         .executable(name: "noise", targets: ["noise"]),
         .executable(name: "classify", targets: ["classify"]),
+        .executable(name: "evaluate", targets: ["evaluate"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,6 +63,7 @@ let package = Package(
         .executableTarget(name: "ddpm-bench", dependencies: shared, swiftSettings: tool),
         .executableTarget(name: "noise", dependencies: shared, swiftSettings: tool),
         .executableTarget(name: "classify", dependencies: shared, swiftSettings: tool),
+        .executableTarget(name: "evaluate", dependencies: shared, swiftSettings: tool),
         // Fixtures/ (model files of older versions) are read by path from the repository, not bundled.
         .testTarget(name: "SharedTests", dependencies: ["Shared"], exclude: ["Fixtures"], swiftSettings: swift5),
     ]

@@ -1,13 +1,13 @@
 // examples/Makefile plans the expected chain (make -n), rebuilds only what a parameter
-// change touches, and the helpers behind the sample-quality figures (classify,
-// examples/evaluate.py, tensor reshape) compute what they claim.
+// change touches, and the helpers behind the sample-quality figures (classify, tensor reshape)
+// compute what they claim. (`evaluate`, which makes the figures, is tested in MetricsTests.)
 import Foundation
 import XCTest
 @testable import Shared
 
 private let examplesDirectory = repositoryRoot.appendingPathComponent("examples")
 
-/// Runs an executable found on PATH (make, python3) in `directory`.
+/// Runs an executable found on PATH (make) in `directory`.
 private func runProgram(_ name: String, _ args: [String], in directory: URL) throws -> RunResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -130,69 +130,25 @@ final class ExamplesTests: XCTestCase {
         let m = out.appendingPathComponent("mnist").path
         let clf = position(plan.lines, "--classifier --steps")
         let train = position(plan.lines, "/train --data \(m)/train.st")
-        let figures = position(plan.lines, "evaluate.py --reference \(m)/classified-test.st")
-        XCTAssertTrue(clf < figures && train < figures)
+        let figures = position(plan.lines, "/evaluate --reference \(m)/classified-test.st --floor \(m)/classified-floor.st")
+        let floor = position(plan.lines, "from-idx \(mnist.path)/train-images-idx3-ubyte* \(mnist.path)/train-labels-idx1-ubyte* --limit 10000")
+        XCTAssertTrue(clf < figures && train < figures && floor < figures)
+        // The figures come from N = 10,000 samples per set by default (N/10 per label), the grids from 10 per label.
+        XCTAssertTrue(plan.lines.contains { $0.contains("--label $y --guidance 2 -n $(( 10000 / 10 ))") })
+        XCTAssertTrue(plan.lines.contains { $0.contains("-n 10000 --seed 1") && !$0.contains("--label") }, "unconditional evaluation set")
         XCTAssertTrue(plan.lines.contains { $0.contains("--steps 6000") && $0.contains("--batch 32") && $0.contains("--p-uncond 0.1") })
         for w in ["1", "2", "4"] { XCTAssertTrue(plan.lines.contains { $0.contains("--label $y --guidance \(w) ") }, "W = \(w)") }
         for s in ["ddim50-w1", "ddim50-w2", "ddim50-w4", "ddim50-uncond", "ddpm1000-w2"] {
             _ = position(plan.lines, "grid-\(s).png")
-            _ = position(plan.lines, "classified-samples-\(s).st")
+            _ = position(plan.lines, "classified-eval-\(s).st")
         }
         XCTAssertTrue(plan.lines.contains { $0.contains("--sampler ddpm --steps 1000") })
         XCTAssertTrue(plan.lines.contains { $0.contains("-n $((10 * 10))") && !$0.contains("--label") }, "unconditional set")
-    }
-
-    /// FD(a, a + d) = |d|^2 and FD(a, 2a) = |mu_a|^2 + tr(S_a) exactly (Gaussians fitted to the
-    /// same points), and the accuracy/as-labelled columns count argmax hits.
-    func testEvaluateFrechetDistanceClosedForms() throws {
-        let probe = try runProgram("python3", ["-c", "import numpy"], in: examplesDirectory)
-        if probe.status != 0 { throw XCTSkip("python3 with numpy is not available") }
-        let dir = temporaryDirectory()
-        let n = 500, w = 6, k = 3
-        var rng = RandomStream(seed: 11, purpose: .toy, index: 0)
-        var a = [Float](repeating: 0, count: n * w)
-        for i in 0..<n {  // correlated, non-zero mean
-            let z = (0..<w).map { _ in Float(rng.nextNormal()) }
-            for j in 0..<w { a[i * w + j] = 0.5 + z[j] + (j > 0 ? 0.7 * z[j - 1] : 0) }
-        }
-        func frame(_ f: [Float], pred: [Int64], y: [Int64]?) -> Frame {
-            var fr = Frame(metadata: ["kind": "classified"])
-            fr["features"] = Tensor(f, shape: [n, w])
-            fr["logits"] = Tensor(Array(f.prefix(n * k)), shape: [n, k])
-            fr["pred"] = Tensor(pred, shape: [n])
-            if let y { fr["y"] = Tensor(y, shape: [n]) }
-            return fr
-        }
-        let y = (0..<n).map { Int64($0 % k) }
-        let pred = y.enumerated().map { $0.offset < 400 ? $0.element : ($0.element + 1) % Int64(k) }  // 80 % right
-        let d: [Float] = [1, -2, 0.5, 0, 3, 1]
-        let shifted = a.enumerated().map { $0.element + d[$0.offset % w] }
-        let doubled = a.map { 2 * $0 }
-        try Frame.save([frame(a, pred: pred, y: y)], path: dir.appendingPathComponent("ref.st").path)
-        try Frame.save([frame(a, pred: pred, y: nil)], path: dir.appendingPathComponent("same.st").path)
-        try Frame.save([frame(shifted, pred: pred, y: y)], path: dir.appendingPathComponent("shift.st").path)
-        try Frame.save([frame(doubled, pred: y, y: y)], path: dir.appendingPathComponent("double.st").path)
-        let r = try runProgram("python3", [examplesDirectory.appendingPathComponent("evaluate.py").path,
-                                           "--reference", "ref.st", "same=same.st", "shift=shift.st", "double=double.st"], in: dir)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let text = String(decoding: r.stdout, as: UTF8.self)
-        XCTAssertTrue(text.contains("classifier accuracy = 0.8000"), text)
-        func row(_ name: String) -> [String] {
-            text.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }.first { $0.first == name } ?? []
-        }
-        // columns: name n as-labelled FD-features FD-logits
-        XCTAssertEqual(row("same")[2], "-")
-        XCTAssertEqual(Double(row("same")[3])!, 0, accuracy: 2e-3)
-        XCTAssertEqual(row("shift")[2], "0.800")
-        let d2 = d.reduce(0) { $0 + Double($1 * $1) }
-        XCTAssertEqual(Double(row("shift")[3])!, d2, accuracy: 2e-3)
-        // FD(a, 2a) = |mu|^2 + tr(S) + tr(4S) - 2 tr(2S) = |mu|^2 + tr(S), from the sample moments.
-        var mu = [Double](repeating: 0, count: w), tr = 0.0
-        for j in 0..<w { for i in 0..<n { mu[j] += Double(a[i * w + j]) }; mu[j] /= Double(n) }
-        for j in 0..<w { for i in 0..<n { let c = Double(a[i * w + j]) - mu[j]; tr += c * c }; }
-        tr /= Double(n - 1)
-        XCTAssertEqual(row("double")[2], "1.000")
-        XCTAssertEqual(Double(row("double")[3])!, mu.reduce(0) { $0 + $1 * $1 } + tr, accuracy: 2e-3)
+        // A smaller run: N=100, ten per label, the floor the first 100 training digits.
+        plan = try makePlan(temporaryDirectory(), ["mnist", "MNIST=\(mnist.path)", "N=100"])
+        XCTAssertEqual(plan.status, 0, plan.stderr)
+        XCTAssertTrue(plan.lines.contains { $0.contains("--guidance 4 -n $(( 100 / 10 ))") })
+        XCTAssertTrue(plan.lines.contains { $0.contains("--limit 100 >") })
     }
 
     /// classify runs the image classifier (the U-Net encoder train --classifier picks for

@@ -17,6 +17,8 @@ final class ReadmeTests: XCTestCase {
         var pixels = [UInt8](repeating: 0, count: 28 * 28)
         for i in 0..<pixels.count { pixels[i] = UInt8((i % 28 + i / 28) * 255 / 54) }
         try PNG.write8(path: dir.appendingPathComponent("a.png").path, width: 28, height: 28, channels: 1, pixels: pixels)
+        // data/: the repository's data folder (the sample-quality pipeline reads MNIST digits from it).
+        try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent("data"), withDestinationURL: repositoryRoot.appendingPathComponent("data"))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
         // No pipefail: `schedule ... | head` ends schedule with SIGPIPE, as it does for a user.
@@ -41,5 +43,9 @@ final class ReadmeTests: XCTestCase {
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
         XCTAssertTrue(files.contains { $0.hasPrefix("out") && $0.hasSuffix(".png") }, "to-png wrote \(files)")
         XCTAssertTrue(files.contains("xt.st"))
+        // evaluate's table: one line per figure, the noised digits against the clean ones.
+        for figure in ["fd-features", "fd-logits", "is", "precision", "recall"] {
+            XCTAssertTrue(outText.contains("\n" + figure + " "), "evaluate printed \(figure):\n\(outText)")
+        }
     }
 }
