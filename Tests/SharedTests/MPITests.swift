@@ -96,4 +96,22 @@ final class MPITests: XCTestCase {
         XCTAssertLessThan(took, 3 + 10, "the job took \(took) s to end after a rank was killed")
         print("killed rank: mpirun ended \(String(format: "%.1f", took - 3)) s after the kill: \(r.stderr.split(separator: "\n").first ?? "")")
     }
+
+    /// examples/shards.sh: --offset shards concatenate to the one-process stream (no MPI needed).
+    func testOffsetShardsScript() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [root.appendingPathComponent("examples/shards.sh").path, "4"]
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = productsDirectory.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        XCTAssertTrue(text.contains("= one process, byte for byte"), text)
+    }
 }
