@@ -62,18 +62,27 @@ public final class GaussianMixturePredictor: EpsPredictor {
     public var predictionType: PredictionType { prediction }
     public var describe: String { "analytic: " + spec }
 
-    /// Parses `gaussian mu=M sigma=S [v=V] [null=M,S]` or
-    /// `mixture mu=M1,M2,.. sigma=S1,S2,.. [weight=W1,W2,..] [v=V] [null=M,S]`.
+    /// Parses `gaussian mu=M sigma=S [v=V] [null=M,S] [prediction=eps|x0|v]` or
+    /// `mixture mu=M1,M2,.. sigma=S1,S2,.. [weight=W1,W2,..] [v=V] [null=M,S] [prediction=eps|x0|v]`
+    /// (`prediction`: answer x0 too, as a network of that type; served by `guide` as 'v_pred').
     public static func parse(_ spec: String, schedule: Schedule, sampleShape: [Int]) throws -> GaussianMixturePredictor {
         let words = spec.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard let kind = words.first, kind == "gaussian" || kind == "mixture" else {
             throw DDPMError("analytic spec '\(spec)': expected 'gaussian mu=M sigma=S' or 'mixture mu=M1,M2 sigma=S1,S2 weight=W1,W2'")
         }
         var fields: [String: [Double]] = [:]
+        var prediction = PredictionType.eps
         for w in words.dropFirst() {
             let kv = w.split(separator: "=", maxSplits: 1).map(String.init)
+            if kv.count == 2, kv[0] == "prediction" {
+                guard let p = PredictionType(rawValue: kv[1]) else {
+                    throw DDPMError("analytic spec '\(spec)': 'prediction' must be eps, x0 or v, got '\(kv[1])'")
+                }
+                prediction = p
+                continue
+            }
             guard kv.count == 2, ["mu", "sigma", "weight", "v", "null"].contains(kv[0]) else {
-                throw DDPMError("analytic spec '\(spec)': unknown or malformed field '\(w)' (fields: mu, sigma, weight, v, null)")
+                throw DDPMError("analytic spec '\(spec)': unknown or malformed field '\(w)' (fields: mu, sigma, weight, v, null, prediction)")
             }
             let values = kv[1].split(separator: ",").map { Double($0) }
             guard !values.isEmpty, values.allSatisfy({ $0 != nil && $0!.isFinite }) else {
@@ -96,7 +105,7 @@ public final class GaussianMixturePredictor: EpsPredictor {
         var v: Double? = nil
         if let vv = fields["v"] { guard vv.count == 1 else { throw DDPMError("analytic spec '\(spec)': v takes one value") }; v = vv[0] }
         return GaussianMixturePredictor(components: (0..<k).map { GaussianComponent(mu: mu[$0], sigma: sig[$0], weight: wts[$0]) },
-                                        null: null, schedule: schedule, sampleShape: sampleShape, v: v, spec: spec)
+                                        null: null, schedule: schedule, sampleShape: sampleShape, v: v, spec: spec, prediction: prediction)
     }
 
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
