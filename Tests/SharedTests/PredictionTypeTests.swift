@@ -190,6 +190,41 @@ final class PredictionTypeTests: XCTestCase {
         }
     }
 
+    // MARK: guidance
+
+    func testGuidanceMixesEpsAndX0Consistently() throws {
+        // A v-predicting analytic mixture (x0 exact) under classifier-free guidance with rescale and
+        // under classifier guidance: the answer keeps x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, and its
+        // eps equals the eps-predictor's guided eps (the eps path is unchanged).
+        for schedule in [Schedule.standard(), try Schedule.make(.linear, zeroTerminalSNR: true)] {
+            let comps = [GaussianComponent(mu: -1, sigma: 0.3), GaussianComponent(mu: 1, sigma: 0.5)]
+            let null = GaussianComponent(mu: 0, sigma: 1.2)
+            let withX0 = GaussianMixturePredictor(components: comps, null: null, schedule: schedule, sampleShape: [3], prediction: .v)
+            let plain = GaussianMixturePredictor(components: comps, null: null, schedule: schedule, sampleShape: [3])
+            let clf = GaussianRatioClassifier(classes: comps, reference: null, schedule: schedule)
+            let guided: [(EpsPredictor, EpsPredictor, String)] = [
+                (ClassifierFreeGuided(withX0, scale: 3, rescale: 0.7, schedule: schedule), ClassifierFreeGuided(plain, scale: 3, rescale: 0.7), "cfg"),
+                (ClassifierGuided(withX0, schedule: schedule, scale: 2, gradient: { try clf.gradient(x: $0, t: $1, y: $2) }),
+                 ClassifierGuided(plain, schedule: schedule, scale: 2, gradient: { try clf.gradient(x: $0, t: $1, y: $2) }), "classifier")]
+            var r = RandomStream(seed: 8, purpose: .toy, index: 2)
+            let t = [0, 10, 200, 600, 900, 999]
+            let x = (0..<(3 * t.count)).map { _ in 1.5 * r.nextNormal() }
+            let y = [0, 1, 0, 1, 1, 0]
+            for (g, reference, name) in guided {
+                XCTAssertEqual(g.predictionType, .v)
+                let p = try g.checkedPredict(x: x, t: t, y: y), q = try reference.checkedPredict(x: x, t: t, y: y)
+                XCTAssertNil(q.x0)
+                XCTAssertEqual(p.eps, q.eps, name)
+                for i in 0..<x.count {
+                    let ab = schedule.alphaBar[t[i / 3]]
+                    XCTAssertTrue(p.x0![i].isFinite)
+                    let back = ab.squareRoot() * Double(p.x0![i]) + (1 - ab).squareRoot() * Double(p.eps[i])
+                    XCTAssertEqual(back, Double(x[i]), accuracy: 2e-5 * max(1, abs(Double(x[i]))), "\(name) t \(t[i / 3])")
+                }
+            }
+        }
+    }
+
     // MARK: training
 
     func testSwissRollTrainsWithEachTarget() throws {
@@ -268,6 +303,11 @@ final class PredictionTypeTests: XCTestCase {
             XCTAssertEqual(try decode(out).first?.metadata["prediction"], "v")
             XCTAssertTrue(try decode(out).first!.metadata["model_summary"]!.contains("prediction=v"))
         }
+        // The learned variance with v-prediction: [v target | variance v], sampled with it by default.
+        let hybrid = dir.appendingPathComponent("vh.st").path
+        _ = try run("train", common + ["--prediction", "v", "--loss", "hybrid", "--steps", "100", "-o", hybrid])
+        let hs = try xs(try run("denoise", ["--model", hybrid, "-n", "100", "--steps", "50", "--seed", "2", "--quiet"]))
+        XCTAssertTrue(hs.count == 200 && hs.allSatisfy { $0.isFinite && abs($0) < 10 })
         // The bound runs.
         let test = try run("tensor", ["toy", "swissroll", "-n", "100", "--seed", "7"])
         let nll = Double(String(decoding: try run("denoise", ["--model", model, "--nll", "--nll-steps", "10", "--quiet"], stdin: test), as: UTF8.self)
