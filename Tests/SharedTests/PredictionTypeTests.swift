@@ -437,6 +437,21 @@ final class PredictionTypeTests: XCTestCase {
         // ... and close to the data's N(0.5, 0.3^2): DDIM-50's discretisation shrinks the std by ~9% here.
         XCTAssertEqual(exact.mean, 0.5, accuracy: 0.01); XCTAssertEqual(exact.variance.squareRoot(), 0.3, accuracy: 0.04)
 
+        // The bound takes the mean from x0: on the standard schedule the v route equals the eps route;
+        // on the zero-terminal-SNR one it is finite for v and refused for eps.
+        var rd = RandomStream(seed: 6, purpose: .toy, index: 3)
+        let data = (0..<300).map { _ in 0.5 + 0.3 * rd.nextNormal() }
+        let std = Schedule.standard()
+        func bound(_ s: Schedule, _ type: PredictionType) throws -> [Double] {
+            let p = GaussianMixturePredictor(components: [GaussianComponent(mu: 0.5, sigma: 0.3)], schedule: s, sampleShape: [1], prediction: type)
+            return try VariationalBound(schedule: s, predictor: p, variance: .posterior, decoder: .gaussian, steps: 20)
+                .evaluate(x0: data, y: nil, seed: 1, firstIndex: 0).perExample
+        }
+        let viaV = try bound(std, .v), viaEps = try bound(std, .eps)
+        for i in 0..<data.count { XCTAssertEqual(viaV[i], viaEps[i], accuracy: 1e-3 * max(1, abs(viaEps[i]))) }
+        XCTAssertTrue(try bound(z, .v).allSatisfy { $0.isFinite })
+        XCTAssertThrowsError(try bound(z, .eps)) { XCTAssertTrue("\($0)".contains("zero terminal SNR")) }
+
         // Through denoise (the plan as the tools build it): v-prediction samples finite and on target,
         // eps-prediction warns and starts below the terminal level; neither gives NaN.
         let dir = temporaryDirectory()
