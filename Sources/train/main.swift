@@ -1,4 +1,4 @@
-// train: fits an eps-prediction network to a data stream and writes a model file.
+// train: fits a noise-prediction network (eps, x0 or v target) to a data stream and writes a model file.
 import ArgumentParser
 import Foundation
 import Shared
@@ -14,7 +14,8 @@ struct TrainTool: ParsableCommand {
         'y' (integer class labels [N]) from stdin or --data, all held in memory. A schedule frame \
         first on the stream (or --schedule FILE) sets the noise schedule; default linear T=1000.
         Writes ONE model frame (kind 'model': ema.<param> and raw.<param> F32, schedule.beta F64, \
-        metadata arch.*, loss, classes, data_shape, steps, seed; docs/FORMAT.md) to -o FILE or stdout.
+        metadata arch.*, loss, prediction, weighting, classes, data_shape, steps, seed; docs/FORMAT.md) to -o FILE or stdout.
+        The network predicts eps (default), x0 or v = sqrt(abar) eps - sqrt(1-abar) x0 (--prediction);         the loss is the MSE on that target, optionally Min-SNR weighted (--weighting min-snr --snr-gamma G).
         Checkpoints (--checkpoint FILE --every K) add the AdamW moments and the step (kind \
         'checkpoint'); --resume FILE continues a run bit-identically: the network, schedule and \
         training settings come from the checkpoint (flags may repeat its values, not change \
@@ -26,6 +27,7 @@ struct TrainTool: ParsableCommand {
 
         Examples:
           tensor toy swissroll -n 10000 | train --steps 5000 -o roll.safetensors
+          tensor toy swissroll -n 10000 | train --steps 5000 --prediction v --weighting min-snr -o roll-v.safetensors
           tensor from-idx train-images.gz train-labels.gz > mnist.st
           train --data mnist.st --steps 20000 --checkpoint ck.st --every 1000 -o mnist.safetensors
           train --data mnist.st --steps 40000 --checkpoint ck.st --every 1000 -o mnist.safetensors --resume ck.st

@@ -181,6 +181,7 @@ final class ConfigTests: XCTestCase {
         var c = TrainConfig()
         c.batch = 16; c.optimizer.lr = 3e-4; c.optimizer.warmup = 7; c.optimizer.clip = 0.5; c.emaDecay = 0.99
         c.optimizer.weightDecay = 0.01; c.seed = 9; c.loss = .hybrid; c.vlbWeight = 0.002; c.classes = 4; c.pUncond = 0.2
+        c.prediction = .v; c.weighting = .minSNR; c.snrGamma = 3
         XCTAssertEqual(c.issues, [])
         XCTAssertEqual(try TrainConfig(metadata: c.metadata), c)     // the model file's training keys read back
         XCTAssertEqual(try JSONDecoder().decode(TrainConfig.self, from: JSONEncoder().encode(c)), c)
@@ -189,6 +190,7 @@ final class ConfigTests: XCTestCase {
             (\.optimizer.clip, -1, "clip", "clipping norm -1.0"), (\.emaDecay, 1, "ema_decay", "EMA decay 1.0"),
             (\.optimizer.weightDecay, .nan, "weight_decay", "weight decay nan"), (\.pUncond, 1.5, "p_uncond", "probability 1.5"),
             (\.vlbWeight, -0.1, "vlb_weight", "hybrid-loss weight -0.1"), (\.optimizer.beta2, 1, "adam_beta2", "beta2 1.0"),
+            (\.snrGamma, 0, "snr_gamma", "Min-SNR gamma 0.0"), (\.snrGamma, .infinity, "snr_gamma", "Min-SNR gamma inf"),
         ]
         for (path, value, key, message) in bad {
             var d = c
@@ -200,7 +202,16 @@ final class ConfigTests: XCTestCase {
         var d = c
         d.batch = 0; XCTAssertEqual(d.issues.first?.key, "batch")
         d = c; d.optimizer.warmup = -1; XCTAssertEqual(d.issues.first?.key, "warmup")
-        d = c; d.objective = .classifier; XCTAssertEqual(d.issues.first?.key, "loss")
+        d = c; d.objective = .classifier; XCTAssertEqual(d.issues.first?.key, "prediction")
+        d.prediction = .eps; XCTAssertEqual(d.issues.first?.key, "weighting")
+        d.weighting = .uniform; XCTAssertEqual(d.issues.first?.key, "loss")
+        // Checkpoints before these keys: eps, uniform, 5; a bad value is refused.
+        var old = c.metadata
+        for k in ["prediction", "weighting", "snr_gamma"] { old[k] = nil }
+        let back = try TrainConfig(metadata: old)
+        XCTAssertEqual(back.prediction, .eps); XCTAssertEqual(back.weighting, .uniform); XCTAssertEqual(back.snrGamma, 5)
+        old["weighting"] = "snr"
+        XCTAssertThrowsError(try TrainConfig(metadata: old))
         // A checkpoint's values go through the same bounds.
         var meta = c.metadata
         meta["lr"] = "-1"
@@ -226,6 +237,9 @@ final class ConfigTests: XCTestCase {
         let ck = try TrainCheckpoint(frame: try Frame.load(path: fixture("mlp-ck.st")))
         XCTAssertEqual(ck.network, mlp.config)
         XCTAssertEqual(ck.step, 5); XCTAssertEqual(ck.config.batch, 32); XCTAssertEqual(ck.config.seed, 1)
+        // Files without the 'prediction' key are eps-prediction.
+        XCTAssertEqual(try mlp.predictionType(), .eps); XCTAssertEqual(try unet.predictionType(), .eps)
+        XCTAssertEqual(ck.config.prediction, .eps); XCTAssertEqual(ck.config.weighting, .uniform)
         // ... and every file written again from its loaded state has the same metadata and tensors.
         for (name, loaded) in [("mlp.st", mlp), ("unet8.st", unet)] {
             let old = try Frame.load(path: fixture(name))

@@ -41,6 +41,7 @@ public struct TrainSetup {
         try network.apply(to: &net, fixed: false)
         var config = TrainConfig.defaults(for: net)
         try training.apply(to: &config, fixed: false)
+        if training.snrGamma != nil && config.weighting != .minSNR { throw DDPMError("--snr-gamma applies to --weighting min-snr only") }
         try training.check(config)
         try network.check(net)
         return (net, config)

@@ -5,6 +5,8 @@
 import ArgumentParser
 
 extension LossKind: ExpressibleByArgument {}
+extension PredictionType: ExpressibleByArgument {}
+extension LossWeighting: ExpressibleByArgument {}
 
 public struct TrainingOptions: ParsableArguments {
     public init() {}
@@ -33,6 +35,12 @@ public struct TrainingOptions: ParsableArguments {
     public var loss: LossKind?
     @Option(help: "lambda of the hybrid loss (default \(TrainingOptions.base.vlbWeight)).")
     public var vlbWeight: Double?
+    @Option(help: "The network's target: eps (the noise), x0 (the clean sample) or v = sqrt(abar) eps - sqrt(1-abar) x0 (Salimans & Ho 2022); the loss is the MSE on it (default \(TrainingOptions.base.prediction.rawValue)).")
+    public var prediction: PredictionType?
+    @Option(help: "Per-sample weight of the MSE: uniform, or min-snr (Hang et al. 2023: min(SNR, gamma) on the x0 error, i.e. min(SNR, gamma)/SNR for eps, min(SNR, gamma)/(SNR+1) for v, min(SNR, gamma) for x0; SNR = abar/(1-abar)) (default \(TrainingOptions.base.weighting.rawValue)).")
+    public var weighting: LossWeighting?
+    @Option(help: "gamma of --weighting min-snr (default \(TrainingOptions.base.snrGamma)).")
+    public var snrGamma: Double?
     @Option(help: "Number of classes K (default max(y)+1 when 'y' is present; 0 = unconditional).")
     public var classes: Int?
     @Option(help: "Probability of training with the null class (default \(TrainingOptions.base.pUncond)).")
@@ -51,6 +59,8 @@ public struct TrainingOptions: ParsableArguments {
     public func validate() throws {
         if let steps, steps < 0 { throw ValidationError("--steps must be >= 0, got \(steps)") }
         if classifier && loss == .hybrid { throw ValidationError("--loss hybrid does not apply to --classifier (cross-entropy)") }
+        if classifier && prediction != nil { throw ValidationError("--prediction does not apply to --classifier (cross-entropy)") }
+        if classifier && weighting != nil { throw ValidationError("--weighting does not apply to --classifier (cross-entropy)") }
         var c = TrainConfig()
         if classifier { c.objective = .classifier }
         try apply(to: &c, fixed: false)
@@ -76,6 +86,9 @@ public struct TrainingOptions: ParsableArguments {
         try s.set("--seed", seed, &config.seed)
         try s.set("--loss", loss, &config.loss, show: { $0.rawValue })
         try s.set("--vlb-weight", vlbWeight, &config.vlbWeight)
+        try s.set("--prediction", prediction, &config.prediction, show: { $0.rawValue })
+        try s.set("--weighting", weighting, &config.weighting, show: { $0.rawValue })
+        try s.set("--snr-gamma", snrGamma, &config.snrGamma)
         try s.set("--classes", classes, &config.classes)
         try s.set("--p-uncond", pUncond, &config.pUncond)
     }
@@ -93,7 +106,9 @@ public struct TrainingOptions: ParsableArguments {
             "batch": ("--batch", batch != nil), "lr": ("--lr", lr != nil), "warmup": ("--warmup", warmup != nil),
             "clip": ("--clip", clip != nil), "ema_decay": ("--ema", ema != nil), "weight_decay": ("--weight-decay", weightDecay != nil),
             "seed": ("--seed", seed != nil), "loss": ("--loss", loss != nil), "vlb_weight": ("--vlb-weight", vlbWeight != nil),
-            "classes": ("--classes", classes != nil), "p_uncond": ("--p-uncond", pUncond != nil)]
+            "classes": ("--classes", classes != nil), "p_uncond": ("--p-uncond", pUncond != nil),
+            "prediction": ("--prediction", prediction != nil), "weighting": ("--weighting", weighting != nil),
+            "snr_gamma": ("--snr-gamma", snrGamma != nil)]
         guard let (f, isGiven) = given[key], isGiven else { return nil }
         return f
     }

@@ -6,6 +6,8 @@
 //   eps*(x_t, t) = -sqrt(1 - abar) grad log q_t = sqrt(1 - abar) (x_t - sqrt(abar) mu) / (abar sigma^2 + 1 - abar).
 // For a mixture sum_k w_k N(mu_k 1, sigma_k^2 I): eps* = sum_k r_k(x_t) eps*_k with r_k the
 // posterior probability of component k given x_t (Tweedie: the score of a mixture).
+// x0*_k = E[x_0 | x_t, k] = ((1 - abar) mu + sqrt(abar) sigma^2 x_t) / (abar sigma^2 + 1 - abar), the x_0
+// of eps*_k by eq. 4 and defined at abar = 0 too (= mu); the mixture's is sum_k r_k x0*_k.
 import Foundation
 
 /// One isotropic Gaussian component: every coordinate ~ N(mu, sigma^2) independently.
@@ -22,12 +24,18 @@ public struct GaussianComponent: Sendable, Equatable {
     @inline(__always) public func eps(_ x: Double, alphaBar abar: Double) -> Double {
         (1 - abar).squareRoot() * (x - abar.squareRoot() * mu) / noisedVariance(abar)
     }
+
+    /// x0*_k(x, t) for one coordinate.
+    @inline(__always) public func x0(_ x: Double, alphaBar abar: Double) -> Double {
+        ((1 - abar) * mu + abar.squareRoot() * sigma * sigma * x) / noisedVariance(abar)
+    }
 }
 
 /// The exact predictor for a Gaussian mixture. With labels, y = k answers for
 /// component k alone (class-conditional); without labels (y = nil) for the
 /// whole mixture, or for `null` when given (a separate unconditional model).
-/// A constant `v` makes it answer a learned-variance output too.
+/// A constant `v` makes it answer a learned-variance output too. `prediction` other than eps makes
+/// it answer x0 as well (as an x0- or v-prediction network would), exact at every abar.
 public final class GaussianMixturePredictor: EpsPredictor {
     public let components: [GaussianComponent]
     public let null: GaussianComponent?
@@ -35,9 +43,11 @@ public final class GaussianMixturePredictor: EpsPredictor {
     public let constantV: Double?
     public var sampleShape: [Int]
     public let spec: String
+    public let prediction: PredictionType
 
     public init(components: [GaussianComponent], null: GaussianComponent? = nil, schedule: Schedule,
-                sampleShape: [Int], v: Double? = nil, spec: String? = nil) {
+                sampleShape: [Int], v: Double? = nil, spec: String? = nil, prediction: PredictionType = .eps) {
+        self.prediction = prediction
         precondition(!components.isEmpty)
         let total = components.reduce(0) { $0 + $1.weight }
         self.components = components.map { GaussianComponent(mu: $0.mu, sigma: $0.sigma, weight: $0.weight / total) }
@@ -49,20 +59,30 @@ public final class GaussianMixturePredictor: EpsPredictor {
     }
 
     public var learnsVariance: Bool { constantV != nil }
+    public var predictionType: PredictionType { prediction }
     public var describe: String { "analytic: " + spec }
 
-    /// Parses `gaussian mu=M sigma=S [v=V] [null=M,S]` or
-    /// `mixture mu=M1,M2,.. sigma=S1,S2,.. [weight=W1,W2,..] [v=V] [null=M,S]`.
+    /// Parses `gaussian mu=M sigma=S [v=V] [null=M,S] [prediction=eps|x0|v]` or
+    /// `mixture mu=M1,M2,.. sigma=S1,S2,.. [weight=W1,W2,..] [v=V] [null=M,S] [prediction=eps|x0|v]`
+    /// (`prediction`: answer x0 too, as a network of that type; served by `guide` as 'v_pred').
     public static func parse(_ spec: String, schedule: Schedule, sampleShape: [Int]) throws -> GaussianMixturePredictor {
         let words = spec.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard let kind = words.first, kind == "gaussian" || kind == "mixture" else {
             throw DDPMError("analytic spec '\(spec)': expected 'gaussian mu=M sigma=S' or 'mixture mu=M1,M2 sigma=S1,S2 weight=W1,W2'")
         }
         var fields: [String: [Double]] = [:]
+        var prediction = PredictionType.eps
         for w in words.dropFirst() {
             let kv = w.split(separator: "=", maxSplits: 1).map(String.init)
+            if kv.count == 2, kv[0] == "prediction" {
+                guard let p = PredictionType(rawValue: kv[1]) else {
+                    throw DDPMError("analytic spec '\(spec)': 'prediction' must be eps, x0 or v, got '\(kv[1])'")
+                }
+                prediction = p
+                continue
+            }
             guard kv.count == 2, ["mu", "sigma", "weight", "v", "null"].contains(kv[0]) else {
-                throw DDPMError("analytic spec '\(spec)': unknown or malformed field '\(w)' (fields: mu, sigma, weight, v, null)")
+                throw DDPMError("analytic spec '\(spec)': unknown or malformed field '\(w)' (fields: mu, sigma, weight, v, null, prediction)")
             }
             let values = kv[1].split(separator: ",").map { Double($0) }
             guard !values.isEmpty, values.allSatisfy({ $0 != nil && $0!.isFinite }) else {
@@ -85,7 +105,7 @@ public final class GaussianMixturePredictor: EpsPredictor {
         var v: Double? = nil
         if let vv = fields["v"] { guard vv.count == 1 else { throw DDPMError("analytic spec '\(spec)': v takes one value") }; v = vv[0] }
         return GaussianMixturePredictor(components: (0..<k).map { GaussianComponent(mu: mu[$0], sigma: sig[$0], weight: wts[$0]) },
-                                        null: null, schedule: schedule, sampleShape: sampleShape, v: v, spec: spec)
+                                        null: null, schedule: schedule, sampleShape: sampleShape, v: v, spec: spec, prediction: prediction)
     }
 
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
@@ -93,6 +113,7 @@ public final class GaussianMixturePredictor: EpsPredictor {
         guard n > 0, x.count % n == 0 else { throw DDPMError("analytic predictor: \(x.count) values for \(n) timesteps") }
         let d = x.count / n
         var eps = [Float](repeating: 0, count: x.count)
+        var x0: [Float]? = prediction == .eps ? nil : eps
         for s in 0..<n {
             guard t[s] >= 0 && t[s] < schedule.T else { throw DDPMError("analytic predictor: t = \(t[s]) outside 0 ... \(schedule.T - 1)") }
             let abar = schedule.alphaBar[t[s]]
@@ -107,6 +128,7 @@ public final class GaussianMixturePredictor: EpsPredictor {
             } else if components.count == 1 { single = components[0] }
             if let c = single {
                 for i in r { eps[i] = Float(c.eps(Double(x[i]), alphaBar: abar)) }
+                if x0 != nil { for i in r { x0![i] = Float(c.x0(Double(x[i]), alphaBar: abar)) } }
                 continue
             }
             // Responsibilities r_k ∝ w_k N(x; sqrt(abar) mu_k, v_k I), in log space.
@@ -124,10 +146,15 @@ public final class GaussianMixturePredictor: EpsPredictor {
                 var e = 0.0
                 for (k, c) in components.enumerated() { e += logr[k] / z * c.eps(Double(x[i]), alphaBar: abar) }
                 eps[i] = Float(e)
+                if x0 != nil {
+                    var e0 = 0.0
+                    for (k, c) in components.enumerated() { e0 += logr[k] / z * c.x0(Double(x[i]), alphaBar: abar) }
+                    x0![i] = Float(e0)
+                }
             }
         }
         let v = constantV.map { [Float](repeating: Float($0), count: x.count) }
-        return Prediction(eps: eps, v: v)
+        return Prediction(eps: eps, v: v, x0: x0)
     }
 }
 

@@ -2,7 +2,9 @@
 // the command is started once via /bin/sh -c; for every evaluation we write one
 // frame (kind "predict", call N: x F32 [N, ...], t I64 [N], y I64 [N] when conditional)
 // to its stdin and read one frame with eps F32 (same shape as x) and, for a
-// learned variance, v from its stdout. Its stderr is ours.
+// learned variance, v from its stdout. Its stderr is ours. Instead of 'eps' an answer may hold
+// 'x0' (x0-prediction) or 'v_pred' (v-prediction, v = sqrt(abar) eps - sqrt(1 - abar) x_0), exactly
+// one of the three; it is converted at x_t and t (Parameterization.swift) to eps and x0.
 //
 // Nothing it does can hang us: every call (writing the request and reading the whole answer) runs
 // under a watchdog that stops the predictor's process group at the deadline, which ends a blocked
@@ -25,6 +27,10 @@ public final class ExternalPredictor: EpsPredictor {
     public let command: String
     public let sampleShape: [Int]
     public let learnsVariance: Bool
+    /// The declared type (what a chain may rely on before the first answer); answers name their own.
+    public let prediction: PredictionType
+    /// The schedule the timesteps index (to convert x0 and v_pred answers).
+    public let schedule: Schedule
     /// Seconds allowed for each call (writing the request and reading the whole answer) before the
     /// predictor's process group is stopped.
     public let timeout: Double
@@ -47,9 +53,13 @@ public final class ExternalPredictor: EpsPredictor {
     private var fired = false
 
     public var describe: String { command }
+    public var predictionType: PredictionType { prediction }
 
-    public init(command: String, sampleShape: [Int], learnsVariance: Bool = false, timeout: Double = 600) throws {
+    public init(command: String, sampleShape: [Int], learnsVariance: Bool = false, timeout: Double = 600,
+                schedule: Schedule = Schedule.standard(), prediction: PredictionType = .eps) throws {
         self.command = command
+        self.schedule = schedule
+        self.prediction = prediction
         self.sampleShape = sampleShape
         self.learnsVariance = learnsVariance
         self.timeout = timeout
@@ -258,20 +268,28 @@ public final class ExternalPredictor: EpsPredictor {
         if let c = answer.metadata["call"], c != String(call) {
             throw fail("predictor '\(command)' answered call \(c) when call \(call) was asked (answers out of step with requests)")
         }
-        guard let eps = answer["eps"] else {
-            throw fail("predictor '\(command)' answer \(call) has no 'eps' tensor (it has: \(answer.names.isEmpty ? "none" : answer.names.joined(separator: ", ")))")
+        // The answer's type: which of 'eps', 'x0', 'v_pred' it holds (exactly one).
+        let given = [("eps", PredictionType.eps), ("x0", .x0), ("v_pred", .v)].filter { answer[$0.0] != nil }
+        guard given.count == 1, let (name, type) = given.first, let out = answer[name] else {
+            if given.count > 1 {
+                throw fail("predictor '\(command)' answer \(call) holds \(given.map { "'\($0.0)'" }.joined(separator: " and ")); give exactly one of 'eps', 'x0', 'v_pred'")
+            }
+            throw fail("predictor '\(command)' answer \(call) has no 'eps' tensor (nor 'x0' or 'v_pred'; it has: \(answer.names.isEmpty ? "none" : answer.names.joined(separator: ", ")))")
         }
-        guard eps.shape == shape else {
-            throw fail("predictor '\(command)' answered 'eps' of shape \(eps.shape), expected \(shape)")
+        guard out.shape == shape else {
+            throw fail("predictor '\(command)' answered '\(name)' of shape \(out.shape), expected \(shape)")
         }
-        guard eps.dtype == .f32 || eps.dtype == .f64 else { throw fail("predictor '\(command)' answered 'eps' as \(eps.dtype.rawValue), expected F32") }
+        guard out.dtype == .f32 || out.dtype == .f64 else { throw fail("predictor '\(command)' answered '\(name)' as \(out.dtype.rawValue), expected F32") }
+        if let bad = t.first(where: { $0 < 0 || $0 >= schedule.T }) {
+            throw fail("predictor request: timestep \(bad) outside 0 ... \(schedule.T - 1)")
+        }
         var v: [Float]? = nil
         if let vt = answer["v"] {
             guard vt.shape == shape else { throw fail("predictor '\(command)' answered 'v' of shape \(vt.shape), expected \(shape)") }
             guard vt.dtype == .f32 || vt.dtype == .f64 else { throw fail("predictor '\(command)' answered 'v' as \(vt.dtype.rawValue), expected F32") }
             v = vt.floats
         }
-        return Prediction(eps: eps.floats, v: v)
+        return Parameterization.prediction(raw: Prediction(eps: out.floats, v: v), x: x, alphaBar: t.map { schedule.alphaBar[$0] }, type: type)
     }
 }
 

@@ -1,6 +1,13 @@
 // Guidance: mixing conditional and unconditional predictions (classifier-free)
 // and shifting eps by a classifier's gradient (classifier guidance).
 //
+// With x0- or v-prediction the answers carry x0 too (Parameterization.swift). Both eps and x0 are
+// affine in the network output at fixed x_t, so classifier-free guidance mixes them with the same
+// weights and they stay consistent (x_t = a x0 + s eps holds for the mix). The rescale multiplies
+// the mixed eps of a sample by c = phi std(eps_cond)/std(eps_cfg) + 1 - phi; the x0 consistent with
+// c eps is c x0 + (1 - c) x_t / a (at abar = 0 every eps is x_t, so c = 1 and x0 is kept). Classifier
+// guidance shifts eps by -s S g, i.e. x0 by +(s^2 / a) S g (kept at abar = 0, where it is undefined).
+//
 // Scale conventions. Here W is the weight on the conditional prediction:
 //   eps = eps_uncond + W (eps_cond - eps_uncond)
 // W = 1 is plain conditional sampling, W = 0 unconditional. Ho & Salimans
@@ -75,11 +82,14 @@ public final class ClassifierFreeGuided: EpsPredictor {
     public let base: EpsPredictor
     public let scale: Double
     public let rescale: Double
-    public init(_ base: EpsPredictor, scale: Double, rescale: Double = 0) {
-        self.base = base; self.scale = scale; self.rescale = rescale
+    /// The schedule of the timesteps asked (for the x0 of a rescaled mix).
+    public let schedule: Schedule?
+    public init(_ base: EpsPredictor, scale: Double, rescale: Double = 0, schedule: Schedule? = nil) {
+        self.base = base; self.scale = scale; self.rescale = rescale; self.schedule = schedule
     }
     public var sampleShape: [Int] { base.sampleShape }
     public var learnsVariance: Bool { base.learnsVariance }
+    public var predictionType: PredictionType { base.predictionType }
     public var describe: String { base.describe }
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
         guard let y else { throw DDPMError("classifier-free guidance needs class labels (a label or 'y' in the input)") }
@@ -93,7 +103,25 @@ public final class ClassifierFreeGuided: EpsPredictor {
             u = try base.checkedPredict(x: x, t: t, y: nil)
         }
         // The learned variance is taken from the conditional answer.
-        return Prediction(eps: Guidance.mix(cond: c.eps, uncond: u.eps, scale: scale, rescale: rescale, sampleSize: base.sampleSize), v: c.v)
+        let eps = Guidance.mix(cond: c.eps, uncond: u.eps, scale: scale, rescale: rescale, sampleSize: base.sampleSize)
+        guard c.x0 != nil || u.x0 != nil else { return Prediction(eps: eps, v: c.v) }
+        guard let cx = c.x0, let ux = u.x0 else { throw DDPMError("classifier-free guidance: one answer of the pair has x0, the other not") }
+        var x0 = Guidance.classifierFree(cond: cx, uncond: ux, scale: scale)
+        if rescale != 0 {
+            guard let schedule else { throw DDPMError("classifier-free guidance rescale of x0 needs the schedule") }
+            let d = base.sampleSize
+            let plain = Guidance.classifierFree(cond: c.eps, uncond: u.eps, scale: scale)
+            for smp in 0..<t.count {
+                let a = schedule.sqrtAlphaBar[t[smp]]
+                let r = smp * d ..< (smp + 1) * d
+                // c of `Guidance.rescale` for this sample.
+                let sc = Guidance.standardDeviation(c.eps[r]), sg = Guidance.standardDeviation(plain[r])
+                let k = rescale * (sg > 0 ? sc / sg : 1) + 1 - rescale
+                guard a > 0, k != 1 else { continue }
+                for i in r { x0[i] = Float(k * Double(x0[i]) + (1 - k) * Double(x[i]) / a) }
+            }
+        }
+        return Prediction(eps: eps, v: c.v, x0: x0)
     }
 }
 
@@ -109,6 +137,7 @@ public final class ClassifierGuided: EpsPredictor {
     }
     public var sampleShape: [Int] { base.sampleShape }
     public var learnsVariance: Bool { base.learnsVariance }
+    public var predictionType: PredictionType { base.predictionType }
     public var describe: String { base.describe + " + classifier" }
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
         guard let y else { throw DDPMError("classifier guidance needs class labels") }
@@ -116,6 +145,16 @@ public final class ClassifierGuided: EpsPredictor {
         let g = try gradient(x, t, y)
         guard g.count == x.count else { throw DDPMError("classifier gradient has \(g.count) values for \(x.count) inputs") }
         p.eps = Guidance.classifier(eps: p.eps, gradient: g, sqrtOneMinusAlphaBar: t.map { schedule.sqrtOneMinusAlphaBar[$0] }, scale: scale)
+        if var x0 = p.x0 {
+            // x0 + (s^2 / a) S g, consistent with the shifted eps (kept where a = 0).
+            let d = x.count / max(t.count, 1)
+            for i in 0..<x0.count {
+                let ab = schedule.alphaBar[t[i / d]]
+                guard ab > 0 else { continue }
+                x0[i] = Float(Double(x0[i]) + (1 - ab) / ab.squareRoot() * scale * Double(g[i]))
+            }
+            p.x0 = x0
+        }
         return p
     }
 }

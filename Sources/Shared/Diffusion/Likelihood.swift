@@ -7,7 +7,7 @@
 //   t = 0: -log p_theta(x_0 | x_t=0)  (discretised 8-bit Gaussian decoder, or Gaussian density for vectors)
 //
 // The t >= 0 terms are `DiffusionLoss.vlbTerm` (Losses.swift: one formula, one place), fed with the
-// predictor's eps and a log variance given through v: the learned v of a hybrid model, or
+// predictor's eps (or its x0 when it gives one: x0-, v-prediction, defined at abar = 0 too) and a log variance given through v: the learned v of a hybrid model, or
 // v = -1 -> log beta~_t clipped (`posterior`), v = +1 -> log beta_t (`beta`) (Nichol & Dhariwal eq. 15
 // at its ends). Each KL is a single-sample Monte-Carlo estimate over x_t given x_0 (one eps per t).
 //
@@ -37,8 +37,8 @@ public final class VariationalBound {
         if variance == .learned && !predictor.learnsVariance {
             throw DDPMError("the learned variance needs a model with a learned variance (trained with the hybrid loss)")
         }
-        if schedule.alphaBar.contains(0) {
-            throw DDPMError("the variational bound is undefined with alpha_bar = 0 (zero terminal SNR): x_0 cannot be predicted from eps there")
+        if schedule.alphaBar.contains(0) && predictor.predictionType == .eps {
+            throw DDPMError("the variational bound is undefined with alpha_bar = 0 (zero terminal SNR) for eps-prediction: x_0 cannot be predicted from eps there")
         }
         let n = schedule.T - 1
         let k = steps ?? n
@@ -103,16 +103,18 @@ public final class VariationalBound {
             x0.withUnsafeBufferPointer { x0p in
             xt.withUnsafeBufferPointer { xtp in
             p.eps.withUnsafeBufferPointer { ep in
+            (p.x0 ?? []).withUnsafeBufferPointer { xh in
             v.withUnsafeBufferPointer { vp in
                 for s in 0..<n {
                     let r = s * m ..< (s + 1) * m
                     let term = loss.vlbTerm(x0: UnsafeBufferPointer(rebasing: x0p[r]), xt: UnsafeBufferPointer(rebasing: xtp[r]),
-                                            epsHat: UnsafeBufferPointer(rebasing: ep[r]), v: UnsafeBufferPointer(rebasing: vp[r]),
+                                            epsHat: UnsafeBufferPointer(rebasing: ep[r]),
+                                            x0Hat: p.x0 == nil ? nil : UnsafeBufferPointer(rebasing: xh[r]), v: UnsafeBufferPointer(rebasing: vp[r]),
                                             t: ts[s], gradV: nil)
                     total[s] += w * term
                     sum += term
                 }
-            }}}}
+            }}}}}
             sums[t] = sum
             progress?(k + 1)
         }

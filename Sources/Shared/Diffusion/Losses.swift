@@ -9,6 +9,10 @@
 //   L_hybrid  (Nichol & Dhariwal 2021, eq. 16): L_simple + lambda * L_vlb with
 //             Sigma_theta = exp(frac log beta_t + (1 - frac) log beta~_t), frac = (v + 1) / 2 (eq. 15),
 //             and a stop-gradient on the mean: L_vlb only trains v.
+//   Other targets (Parameterization.swift): the MSE is on the network's target -- eps, x_0, or
+//             v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho 2022) -- per sample times
+//             w(t) = 1 or the Min-SNR-gamma weight (Hang et al. 2023); L_vlb's mean is then
+//             mu~(x0^, x_t) with x0^ converted from the output (still a stop-gradient).
 //
 // Every per-element quantity is computed in Double.
 import Foundation
@@ -127,7 +131,8 @@ public enum Losses {
 public struct LossValue: Sendable {
     /// What is minimised: L_simple, or L_simple + lambda * T * mean_batch(L_t) for hybrid.
     public var loss: Double
-    /// L_simple over the batch.
+    /// The MSE term over the batch: L_simple, or with x0-/v-prediction and Min-SNR the mean of
+    /// w(t) MSE(target, output).
     public var simple: Double
     /// mean over the batch of the per-sample L_vlb term L_t in bits per dim (0 for `simple`).
     public var vlbTerm: Double
@@ -135,10 +140,11 @@ public struct LossValue: Sendable {
     public var accuracy: Double = .nan
 }
 
-/// The loss of an eps-prediction network, with its gradient with respect to the network output.
+/// The loss of a noise-prediction network, with its gradient with respect to the network output.
 ///
-/// Output layout per sample: `simple` -> M values (eps_theta); `hybrid` -> 2M values, the first M
-/// eps_theta, the last M v (for images [2C, H, W]: channels 0..<C are eps, C..<2C are v).
+/// Output layout per sample: `simple` -> M values (the target's prediction: eps_theta, x0_theta or
+/// v_theta); `hybrid` -> 2M values, the first M that prediction, the last M the variance's v (for
+/// images [2C, H, W]: channels 0..<C are the prediction, C..<2C are v).
 ///
 /// Hybrid weighting (Nichol & Dhariwal 2021 sec. 3.1): L_vlb = sum_t L_t, estimated with uniform t as
 /// T * L_t, so the per-sample objective is L_simple + lambda * T * L_t (L_t in bits per dim) --
@@ -149,14 +155,28 @@ public struct DiffusionLoss {
     /// lambda of L_hybrid (`--vlb-weight`, default 0.001).
     public let vlbWeight: Double
     public let decoder: DecoderKind
+    /// The network's target.
+    public let prediction: PredictionType
+    /// The per-sample weight of the MSE and Min-SNR's gamma.
+    public let weighting: LossWeighting
+    public let snrGamma: Double
     let logBeta: [Double]
 
-    public init(kind: LossKind, schedule: Schedule, vlbWeight: Double = 0.001, decoder: DecoderKind) {
+    public init(kind: LossKind, schedule: Schedule, vlbWeight: Double = 0.001, decoder: DecoderKind,
+                prediction: PredictionType = .eps, weighting: LossWeighting = .uniform, snrGamma: Double = 5) {
         self.kind = kind
         self.schedule = schedule
         self.vlbWeight = vlbWeight
         self.decoder = decoder
+        self.prediction = prediction
+        self.weighting = weighting
+        self.snrGamma = snrGamma
         self.logBeta = schedule.beta.map { log($0) }
+    }
+
+    /// w(t), the weight of a sample's MSE at timestep t.
+    public func weight(t: Int) -> Double {
+        weighting == .uniform ? 1 : Parameterization.minSNRWeight(alphaBar: schedule.alphaBar[t], gamma: snrGamma, type: prediction)
     }
 
     /// Output values per sample for M input values.
@@ -177,9 +197,17 @@ public struct DiffusionLoss {
         return Posterior.mean(x0: x0Hat, xt: xt, t: t, schedule: schedule)
     }
 
+    /// The model mean from x0^ when the prediction gives it (x0-, v-prediction), else from eps^.
+    @inline(__always)
+    func modelMean(xt: Double, epsHat: UnsafeBufferPointer<Float>, x0Hat: UnsafeBufferPointer<Float>?, i: Int, t: Int) -> Double {
+        if let x0Hat { return Posterior.mean(x0: Double(x0Hat[i]), xt: xt, t: t, schedule: schedule) }
+        return modelMean(xt: xt, epsHat: Double(epsHat[i]), t: t)
+    }
+
     /// L_t of one sample in bits per dim and d L_t / d v per element (written into gradV).
-    /// The mean uses eps_theta as a constant (stop-gradient).
+    /// The mean uses eps_theta (or x0^, when given) as a constant (stop-gradient).
     public func vlbTerm(x0: UnsafeBufferPointer<Float>, xt: UnsafeBufferPointer<Float>, epsHat: UnsafeBufferPointer<Float>,
+                        x0Hat: UnsafeBufferPointer<Float>? = nil,
                         v: UnsafeBufferPointer<Float>, t: Int, gradV: UnsafeMutableBufferPointer<Float>?) -> Double {
         let m = x0.count
         let toBitsPerDim = 1 / (Double(m) * Losses.ln2)
@@ -192,7 +220,7 @@ public struct DiffusionLoss {
             for i in 0..<m {
                 let xti = Double(xt[i])
                 let trueMean = Posterior.mean(x0: Double(x0[i]), xt: xti, t: t, schedule: schedule)
-                let mean = modelMean(xt: xti, epsHat: Double(epsHat[i]), t: t)
+                let mean = modelMean(xt: xti, epsHat: epsHat, x0Hat: x0Hat, i: i, t: t)
                 let logVar = modelLogVariance(v: Double(v[i]), t: t)
                 sum += Losses.normalKL(mean1: trueMean, logVar1: trueLogVar, mean2: mean, logVar2: logVar)
                 if let gradV {
@@ -204,7 +232,7 @@ public struct DiffusionLoss {
             // -log p_theta(x_0 | x_1).
             for i in 0..<m {
                 let xti = Double(xt[i])
-                let mean = modelMean(xt: xti, epsHat: Double(epsHat[i]), t: 0)
+                let mean = modelMean(xt: xti, epsHat: epsHat, x0Hat: x0Hat, i: i, t: 0)
                 let logVar = modelLogVariance(v: Double(v[i]), t: 0)
                 let lp: Double, dLogVar: Double
                 switch decoder {
@@ -234,30 +262,60 @@ public struct DiffusionLoss {
         if gradient.count != n * w { gradient = [Float](repeating: 0, count: n * w) }
         let T = Double(schedule.T)
         var simpleSum = 0.0, vlbSum = 0.0
+        // x0- and v-prediction: the target per sample, and x0^ for L_vlb's mean.
+        var target = [Float](repeating: 0, count: prediction == .eps ? 0 : m)
+        var x0Hat = [Float](repeating: 0, count: prediction != .eps && kind == .hybrid ? m : 0)
         output.withUnsafeBufferPointer { out in
         x0.withUnsafeBufferPointer { x0p in
         xt.withUnsafeBufferPointer { xtp in
         eps.withUnsafeBufferPointer { ep in
+        target.withUnsafeMutableBufferPointer { tg in
+        x0Hat.withUnsafeMutableBufferPointer { xh in
         gradient.withUnsafeMutableBufferPointer { g in
             for s in 0..<n {
-                let epsHat = UnsafeBufferPointer(rebasing: out[(s * w)..<(s * w + m)])
-                let gEps = UnsafeMutableBufferPointer(rebasing: g[(s * w)..<(s * w + m)])
-                // Per-sample mean_flat, then the batch mean: each element's gradient carries 1/(n m).
-                simpleSum += Losses.simple(prediction: epsHat, target: UnsafeBufferPointer(rebasing: ep[(s * m)..<(s * m + m)]),
-                                           gradient: gEps)
-                for i in 0..<m { gEps[i] /= Float(n) }
+                let raw = UnsafeBufferPointer(rebasing: out[(s * w)..<(s * w + m)])
+                let gOut = UnsafeMutableBufferPointer(rebasing: g[(s * w)..<(s * w + m)])
+                let r = (s * m)..<(s * m + m)
+                let abar = schedule.alphaBar[t[s]]
+                let want: UnsafeBufferPointer<Float>
+                if prediction == .eps {
+                    want = UnsafeBufferPointer(rebasing: ep[r])
+                } else {
+                    for i in 0..<m {
+                        tg[i] = Float(Parameterization.target(x0: Double(x0p[s * m + i]), eps: Double(ep[s * m + i]), alphaBar: abar, type: prediction))
+                    }
+                    want = UnsafeBufferPointer(tg)
+                }
+                // Per-sample mean_flat, then the batch mean: each element's gradient carries 1/(n m); times w(t).
+                let mse = Losses.simple(prediction: raw, target: want, gradient: gOut)
+                if weighting == .uniform {
+                    simpleSum += mse
+                    for i in 0..<m { gOut[i] /= Float(n) }
+                } else {
+                    let wt = weight(t: t[s])
+                    simpleSum += wt * mse
+                    for i in 0..<m { gOut[i] = Float(Double(gOut[i]) * wt / Double(n)) }
+                }
                 if kind == .hybrid {
                     let v = UnsafeBufferPointer(rebasing: out[(s * w + m)..<(s * w + 2 * m)])
                     let gV = UnsafeMutableBufferPointer(rebasing: g[(s * w + m)..<(s * w + 2 * m)])
-                    let term = vlbTerm(x0: UnsafeBufferPointer(rebasing: x0p[(s * m)..<(s * m + m)]),
-                                       xt: UnsafeBufferPointer(rebasing: xtp[(s * m)..<(s * m + m)]),
-                                       epsHat: epsHat, v: v, t: t[s], gradV: gV)
+                    var x0Given: UnsafeBufferPointer<Float>? = nil
+                    if prediction != .eps {
+                        // The mean from x0^ (eps^ is then not read; defined at abar = 0 too).
+                        for i in 0..<m {
+                            xh[i] = Float(Parameterization.convert(Double(raw[i]), xt: Double(xtp[s * m + i]), alphaBar: abar, type: prediction).x0)
+                        }
+                        x0Given = UnsafeBufferPointer(xh)
+                    }
+                    let term = vlbTerm(x0: UnsafeBufferPointer(rebasing: x0p[r]),
+                                       xt: UnsafeBufferPointer(rebasing: xtp[r]),
+                                       epsHat: raw, x0Hat: x0Given, v: v, t: t[s], gradV: gV)
                     vlbSum += term
                     let scale = Float(vlbWeight * T / Double(n))
                     for i in 0..<m { gV[i] *= scale }
                 }
             }
-        }}}}}
+        }}}}}}}
         let simple = simpleSum / Double(n)
         let vlb = vlbSum / Double(n)
         let loss = kind == .hybrid ? simple + vlbWeight * T * vlb : simple

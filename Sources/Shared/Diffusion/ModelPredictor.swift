@@ -16,6 +16,8 @@ public protocol PairPredictor: EpsPredictor {
 /// * Output layout: `outputShape` equal to the input shape -> eps only; doubled first dimension
 ///   (channels, or D for vectors) -> per sample [eps (M values) | v (M values)], the learned variance
 ///   of Nichol & Dhariwal (2021) eq. 15 (see `Prediction`).
+/// * The eps part is the network's target of `prediction` (eps, x0 or v; Parameterization.swift),
+///   converted to eps and x0 at x_t (x0 stays nil for eps-prediction).
 /// * y = nil on a class-conditional network asks for the null class (label K); labels on an
 ///   unconditional network are an error (a silently ignored label would be a wrong result).
 /// * Batches larger than `maxBatch` are run in chunks (outputs are per sample, so chunking does
@@ -27,10 +29,14 @@ public final class ModelPredictor: PairPredictor {
     public let classes: Int
     public let sampleShape: [Int]
     public let learnsVariance: Bool
+    /// What the network was trained to predict (the model file's `prediction`).
+    public let prediction: PredictionType
     public var maxBatch: Int
     public let describe: String
 
-    public init(network: Network, schedule: Schedule, describe: String = "model", maxBatch: Int? = nil) throws {
+    public var predictionType: PredictionType { prediction }
+
+    public init(network: Network, schedule: Schedule, prediction: PredictionType = .eps, describe: String = "model", maxBatch: Int? = nil) throws {
         let inShape = network.inputShape, outShape = network.outputShape
         let m = inShape.reduce(1, *)
         if outShape == inShape {
@@ -42,6 +48,7 @@ public final class ModelPredictor: PairPredictor {
         }
         self.network = network
         self.schedule = schedule
+        self.prediction = prediction
         self.classes = network.classes
         self.sampleShape = inShape
         self.describe = describe
@@ -54,7 +61,10 @@ public final class ModelPredictor: PairPredictor {
         guard model.metadata["kind"] != "classifier" else {
             throw DDPMError("\(path) is a classifier (kind=classifier), not a noise-prediction model; give it with --classifier")
         }
-        try self.init(network: model.network, schedule: model.schedule, describe: "model: " + path, maxBatch: maxBatch)
+        let prediction: PredictionType
+        do { prediction = try model.predictionType() } catch let e as DDPMError { throw DDPMError("\(path): \(e.message)") }
+        try self.init(network: model.network, schedule: model.schedule, prediction: prediction,
+                      describe: "model: " + path, maxBatch: maxBatch)
     }
 
     /// The labels the network sees: y, or the null class K for y = nil on a conditional network.
@@ -89,7 +99,13 @@ public final class ModelPredictor: PairPredictor {
         return out
     }
 
-    /// Splits per-sample [eps | v] rows (or eps rows) of the output.
+    /// Splits per-sample [out | v] rows (or out rows) of the output and converts out (of type
+    /// `prediction`) at x_t and t to eps and x0.
+    func split(_ out: [Float], x: [Float], t: [Int]) -> Prediction {
+        Parameterization.prediction(raw: split(out, count: t.count), x: x, alphaBar: t.map { schedule.alphaBar[$0] }, type: prediction)
+    }
+
+    /// Splits per-sample [out | v] rows (or out rows) of the output, unconverted.
     func split(_ out: [Float], count n: Int) -> Prediction {
         guard learnsVariance else { return Prediction(eps: out) }
         let m = sampleSize
@@ -103,7 +119,7 @@ public final class ModelPredictor: PairPredictor {
 
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
         let labels = try networkLabels(y, count: t.count)
-        return split(try forward(x: x, t: t, labels: labels), count: t.count)
+        return split(try forward(x: x, t: t, labels: labels), x: x, t: t)
     }
 
     /// Conditional and null-class predictions from one forward over the doubled batch
@@ -112,10 +128,10 @@ public final class ModelPredictor: PairPredictor {
         guard classes > 0 else { throw DDPMError("classifier-free guidance needs a class-conditional model (this one has no classes)") }
         let n = t.count
         let labels = try networkLabels(y, count: n)! + Array(repeating: classes, count: n)
-        let out = split(try forward(x: x + x, t: t + t, labels: labels), count: 2 * n)
+        let out = split(try forward(x: x + x, t: t + t, labels: labels), x: x + x, t: t + t)
         let m = n * sampleSize
-        let cond = Prediction(eps: Array(out.eps[..<m]), v: out.v.map { Array($0[..<m]) })
-        let uncond = Prediction(eps: Array(out.eps[m...]), v: out.v.map { Array($0[m...]) })
+        let cond = Prediction(eps: Array(out.eps[..<m]), v: out.v.map { Array($0[..<m]) }, x0: out.x0.map { Array($0[..<m]) })
+        let uncond = Prediction(eps: Array(out.eps[m...]), v: out.v.map { Array($0[m...]) }, x0: out.x0.map { Array($0[m...]) })
         return (cond, uncond)
     }
 }
@@ -133,11 +149,16 @@ public final class SeparateModelsPredictor: PairPredictor {
             throw DDPMError("the conditional and unconditional models were trained with different schedules")
         }
         guard cond.classes > 0 else { throw DDPMError("the conditional model of the pair is unconditional (trained without labels)") }
+        // Mixing eps and x0 of two types is consistent, but a chain kept at abar = 0 needs x0 from both.
+        guard (cond.prediction == .eps) == (uncond.prediction == .eps) else {
+            throw DDPMError("the conditional model predicts \(cond.prediction.rawValue), the unconditional one \(uncond.prediction.rawValue): eps-prediction cannot be paired with x0- or v-prediction")
+        }
         self.cond = cond; self.uncond = uncond
     }
     public var sampleShape: [Int] { cond.sampleShape }
     /// v comes from the conditional model (as in `ClassifierFreeGuided`).
     public var learnsVariance: Bool { cond.learnsVariance }
+    public var predictionType: PredictionType { cond.prediction }
     public var describe: String { "cond " + cond.describe + ", uncond " + uncond.describe }
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
         try y == nil ? uncond.predict(x: x, t: t, y: nil) : cond.predict(x: x, t: t, y: y)
@@ -202,7 +223,7 @@ extension LoadedModel {
     /// (e.g. "kind=model arch=mlp loss=simple classes=0 data_shape=2 steps=3000 seed=0 T=1000 schedule=linear").
     public var summary: String {
         var parts: [String] = []
-        for k in ["kind", "arch.arch", "loss", "classes", "p_uncond", "data_shape", "data_count", "steps", "batch", "lr",
+        for k in ["kind", "arch.arch", "loss", "prediction", "weighting", "classes", "p_uncond", "data_shape", "data_count", "steps", "batch", "lr",
                   "seed", "T", "schedule", "ema_decay", "decoder", "toolkit_version"] {
             if let v = metadata[k] { parts.append((k == "arch.arch" ? "arch" : k) + "=" + v) }
         }

@@ -30,6 +30,9 @@ public protocol EpsPredictor: AnyObject {
     var learnsVariance: Bool { get }
     /// A short description for output metadata (e.g. the command or the analytic spec).
     var describe: String { get }
+    /// What the predictor's network predicts (Parameterization.swift). Not eps: its answers carry
+    /// `x0` everywhere, also at abar = 0, where a chain may then start (zero terminal SNR).
+    var predictionType: PredictionType { get }
     /// `x` holds t.count samples of prod(sampleShape) values, `t` 0-based timesteps
     /// of the FULL schedule, `y` class labels or nil for the unconditional prediction.
     func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction
@@ -37,6 +40,9 @@ public protocol EpsPredictor: AnyObject {
 
 extension EpsPredictor {
     public var sampleSize: Int { sampleShape.reduce(1, *) }
+
+    /// eps-prediction unless the predictor says otherwise.
+    public var predictionType: PredictionType { .eps }
 
     /// Calls `predict` and checks the answer's sizes.
     public func checkedPredict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
@@ -46,6 +52,12 @@ extension EpsPredictor {
         }
         if let v = p.v, v.count != x.count {
             throw DDPMError("predictor answered \(v.count) v values for \(x.count) inputs")
+        }
+        if let x0 = p.x0, x0.count != x.count {
+            throw DDPMError("predictor answered \(x0.count) x0 values for \(x.count) inputs")
+        }
+        if let bad = p.x0?.first(where: { !$0.isFinite }) {
+            throw DDPMError("predictor answered a non-finite 'x0' (\(bad)) at t = \(t.first ?? 0)")
         }
         return p
     }

@@ -31,6 +31,9 @@ public struct PredictorSpec: Sendable {
     public var label: Int? = nil
     /// A process predictor is asked for v (a learned variance).
     public var processAnswersV = false
+    /// What a process predictor's network predicts, as declared by the caller (each answer names its
+    /// own type by its tensor: 'eps', 'x0' or 'v_pred'); not eps lets a chain start at abar = 0.
+    public var processPrediction: PredictionType = .eps
     public init(source: PredictorSource) { self.source = source }
 
     public var isModel: Bool {
@@ -92,7 +95,8 @@ public final class PredictorSetup {
         case .process(let command, let timeout):
             sched = given ?? Schedule.standard()
             guard let sampleShape else { throw DDPMError("a predictor process needs the sample shape (D or C,H,W)") }
-            let e = try ExternalPredictor(command: command, sampleShape: sampleShape, learnsVariance: spec.processAnswersV, timeout: timeout)
+            let e = try ExternalPredictor(command: command, sampleShape: sampleShape, learnsVariance: spec.processAnswersV, timeout: timeout,
+                                          schedule: sched, prediction: spec.processPrediction)
             external = e; base = e; shape = sampleShape; classes = nil
         case .analytic(let text):
             sched = given ?? Schedule.standard()
@@ -121,7 +125,7 @@ public final class PredictorSetup {
         var guided = base
         switch spec.guidance {
         case .classifierFree(let w, let phi)?:
-            guided = ClassifierFreeGuided(base, scale: w, rescale: phi)
+            guided = ClassifierFreeGuided(base, scale: w, rescale: phi, schedule: sched)
         case .classifier(let path, let s)?:
             let c = try ClassifierGradient(model: try ModelFile.load(path: path, weights: spec.weights), path: path)
             if let shape, c.network.inputShape != shape {
@@ -154,12 +158,16 @@ public final class PredictorSetup {
 
     /// The model file's path, when the source is one model.
     public var modelPath: String? { if case .model(let p) = spec.source { return p } else { return nil } }
+    /// The predictor gives x0 at every abar (x0- or v-prediction), so a chain may start at abar = 0
+    /// (zero terminal SNR) instead of dropping that level (SamplingPlan's `keepTerminal`).
+    public var keepsTerminal: Bool { predictor.predictionType != .eps }
     /// The guidance needs labels for every sample.
     public var needsLabels: Bool { spec.guidance != nil }
 
     /// Metadata describing the predictor in output frames (denoise's samples).
     public func metadata(readsInput: Bool) -> [String: String] {
         var meta = ["predictor": predictor.describe, "T": String(schedule.T), "schedule": schedule.kind.rawValue]
+        if predictor.predictionType != .eps { meta["prediction"] = predictor.predictionType.rawValue }
         if let path = modelPath, let model {
             meta["model"] = path; meta["model_summary"] = model.summary; meta["weights"] = spec.weights.rawValue
             if classes == 0 || (spec.label == nil && !readsInput) {

@@ -1,4 +1,5 @@
-// The training loop of an eps-prediction network (Ho et al. 2020, Algorithm 1), with the
+// The training loop of a noise-prediction network (Ho et al. 2020, Algorithm 1; the target eps,
+// x_0 or v and the Min-SNR weighting in Losses.swift / Parameterization.swift), with the
 // hybrid loss option (Nichol & Dhariwal 2021), classifier-free label dropout (Ho & Salimans
 // 2022), AdamW with warm-up and clipping, and an EMA of the weights.
 //
@@ -78,6 +79,11 @@ public struct TrainConfig: Sendable {
     public var seed: UInt64 = 0
     public var loss: LossKind = .simple
     public var vlbWeight: Double = 0.001
+    /// The network's target (eps, x0 or v).
+    public var prediction: PredictionType = .eps
+    /// The per-sample weight of the MSE, and gamma of Min-SNR-gamma (Hang et al. 2023 use 5).
+    public var weighting: LossWeighting = .uniform
+    public var snrGamma: Double = 5
     /// Number of classes K (0 = unconditional: labels are not given to the network).
     public var classes: Int = 0
     /// Probability of replacing a label by the null class K (classifier-free guidance training).
@@ -147,7 +153,8 @@ public final class Trainer {
         self.data = data
         self.config = config
         self.loss = DiffusionLoss(kind: config.loss, schedule: schedule, vlbWeight: config.vlbWeight,
-                                  decoder: data.sampleShape.count == 3 ? .discretized8bit : .gaussian)
+                                  decoder: data.sampleShape.count == 3 ? .discretized8bit : .gaussian,
+                                  prediction: config.prediction, weighting: config.weighting, snrGamma: config.snrGamma)
         self.optimizer = AdamW(store: network.store, config: config.optimizer)
         self.ema = EMA(store: network.store, decay: config.emaDecay)
         x0 = [Float](repeating: 0, count: config.batch * m)
@@ -272,15 +279,21 @@ public final class Trainer {
 // MARK: the training facts in a model file's metadata
 
 extension TrainConfig {
-    /// The metadata keys that reproduce a run (docs/FORMAT.md).
+    /// The metadata keys that reproduce a run (docs/FORMAT.md); a denoiser's also name its target and weighting.
     public var metadata: [String: String] {
-        ["objective": objective.rawValue, "loss": loss.rawValue, "vlb_weight": "\(vlbWeight)", "classes": String(classes), "p_uncond": "\(pUncond)",
+        var m = ["objective": objective.rawValue, "loss": loss.rawValue, "vlb_weight": "\(vlbWeight)", "classes": String(classes), "p_uncond": "\(pUncond)",
          "seed": String(seed), "batch": String(batch), "lr": "\(optimizer.lr)", "adam_beta1": "\(optimizer.beta1)",
          "adam_beta2": "\(optimizer.beta2)", "adam_eps": "\(optimizer.eps)", "warmup": String(optimizer.warmup),
          "clip": "\(optimizer.clip)", "weight_decay": "\(optimizer.weightDecay)", "ema_decay": "\(emaDecay)"]
+        if objective == .denoiser {
+            m["prediction"] = prediction.rawValue; m["weighting"] = weighting.rawValue; m["snr_gamma"] = "\(snrGamma)"
+        }
+        return m
     }
 
-    /// Reads back `metadata` (to resume); every key must be present and parse (bounds: `validate()`).
+    /// Reads back `metadata` (to resume); every key must be present and parse (bounds: `validate()`),
+    /// except `prediction`, `weighting` and `snr_gamma`, absent from older files (eps, uniform, 5),
+    /// which must parse when present.
     public init(metadata m: [String: String]) throws {
         func value<T>(_ key: String, _ parse: (String) -> T?) throws -> T {
             guard let s = m[key], let v = parse(s) else { throw DDPMError("checkpoint metadata lacks a valid '\(key)'") }
@@ -290,6 +303,14 @@ extension TrainConfig {
         objective = TrainObjective(rawValue: m["objective"] ?? "denoiser") ?? .denoiser
         loss = try value("loss") { LossKind(rawValue: $0) }
         vlbWeight = try value("vlb_weight") { Double($0) }
+        func optional<T>(_ key: String, _ expected: String, _ parse: (String) -> T?) throws -> T? {
+            guard let s = m[key] else { return nil }
+            guard let v = parse(s) else { throw DDPMError("checkpoint metadata has an invalid '\(key)' ('\(String(s.prefix(40)))'; expected \(expected))") }
+            return v
+        }
+        prediction = try optional("prediction", "eps, x0 or v") { PredictionType(rawValue: $0) } ?? prediction
+        weighting = try optional("weighting", "uniform or min-snr") { LossWeighting(rawValue: $0) } ?? weighting
+        snrGamma = try optional("snr_gamma", "a number") { Double($0) } ?? snrGamma
         classes = try value("classes") { Int($0) }
         pUncond = try value("p_uncond") { Double($0) }
         seed = try value("seed") { UInt64($0) }
@@ -346,6 +367,13 @@ extension TrainConfig {
         if !(emaDecay >= 0 && emaDecay < 1) { out.append(ConfigIssue("ema_decay", "EMA decay \(emaDecay) must lie in [0, 1)")) }
         if !(pUncond >= 0 && pUncond <= 1) { out.append(ConfigIssue("p_uncond", "label dropout probability \(pUncond) must lie in [0, 1]")) }
         if !finite(vlbWeight, vlbWeight >= 0) { out.append(ConfigIssue("vlb_weight", "hybrid-loss weight \(vlbWeight) must be a finite number >= 0")) }
+        if !finite(snrGamma, snrGamma > 0) { out.append(ConfigIssue("snr_gamma", "Min-SNR gamma \(snrGamma) must be a finite number > 0")) }
+        if objective == .classifier && prediction != .eps {
+            out.append(ConfigIssue("prediction", "a classifier has no prediction target (it is trained with cross-entropy)"))
+        }
+        if objective == .classifier && weighting != .uniform {
+            out.append(ConfigIssue("weighting", "the Min-SNR weighting does not apply to a classifier (it is trained with cross-entropy)"))
+        }
         if !(0...ConfigLimits.classes).contains(classes) {
             out.append(ConfigIssue("classes", "\(classes) classes: must lie in 0 ... \(ConfigLimits.classes)"))
         } else if objective == .classifier && classes < 2 {
@@ -365,13 +393,14 @@ extension TrainConfig {
 
 extension TrainConfig: Equatable, Codable {
     enum CodingKeys: String, CodingKey {
-        case objective, loss, vlbWeight = "vlb_weight", classes, pUncond = "p_uncond", seed, batch, lr,
+        case objective, loss, vlbWeight = "vlb_weight", prediction, weighting, snrGamma = "snr_gamma", classes, pUncond = "p_uncond", seed, batch, lr,
              beta1 = "adam_beta1", beta2 = "adam_beta2", eps = "adam_eps", warmup, clip, weightDecay = "weight_decay",
              emaDecay = "ema_decay"
     }
 
     public static func == (a: TrainConfig, b: TrainConfig) -> Bool {
         a.objective == b.objective && a.batch == b.batch && a.seed == b.seed && a.loss == b.loss && a.vlbWeight == b.vlbWeight
+            && a.prediction == b.prediction && a.weighting == b.weighting && a.snrGamma == b.snrGamma
             && a.classes == b.classes && a.pUncond == b.pUncond && a.emaDecay == b.emaDecay
             && a.optimizer.lr == b.optimizer.lr && a.optimizer.beta1 == b.optimizer.beta1 && a.optimizer.beta2 == b.optimizer.beta2
             && a.optimizer.eps == b.optimizer.eps && a.optimizer.weightDecay == b.optimizer.weightDecay
@@ -385,6 +414,9 @@ extension TrainConfig: Equatable, Codable {
         objective = try k.decodeIfPresent(TrainObjective.self, forKey: .objective) ?? objective
         loss = try k.decodeIfPresent(LossKind.self, forKey: .loss) ?? loss
         vlbWeight = try k.decodeIfPresent(Double.self, forKey: .vlbWeight) ?? vlbWeight
+        prediction = try k.decodeIfPresent(PredictionType.self, forKey: .prediction) ?? prediction
+        weighting = try k.decodeIfPresent(LossWeighting.self, forKey: .weighting) ?? weighting
+        snrGamma = try k.decodeIfPresent(Double.self, forKey: .snrGamma) ?? snrGamma
         classes = try k.decodeIfPresent(Int.self, forKey: .classes) ?? classes
         pUncond = try k.decodeIfPresent(Double.self, forKey: .pUncond) ?? pUncond
         seed = try k.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
@@ -403,6 +435,7 @@ extension TrainConfig: Equatable, Codable {
         var k = encoder.container(keyedBy: CodingKeys.self)
         try k.encode(objective, forKey: .objective); try k.encode(loss, forKey: .loss)
         try k.encode(vlbWeight, forKey: .vlbWeight); try k.encode(classes, forKey: .classes)
+        try k.encode(prediction, forKey: .prediction); try k.encode(weighting, forKey: .weighting); try k.encode(snrGamma, forKey: .snrGamma)
         try k.encode(pUncond, forKey: .pUncond); try k.encode(seed, forKey: .seed); try k.encode(batch, forKey: .batch)
         try k.encode(optimizer.lr, forKey: .lr); try k.encode(optimizer.beta1, forKey: .beta1)
         try k.encode(optimizer.beta2, forKey: .beta2); try k.encode(optimizer.eps, forKey: .eps)

@@ -1,6 +1,7 @@
 // `guide`: classifier-free guidance as a stream filter (frames with eps_cond and eps_uncond in,
 // the mixed eps out), or a predictor served over the stream protocol for `denoise --predictor`
 // (request frames with x, t, y in; answers with eps (and v), or the pair eps_cond / eps_uncond).
+// A model of x0- or v-prediction is answered as 'v_pred' (docs/FORMAT.md section 6).
 
 public struct GuideFilter {
     public let scale: Double
@@ -75,7 +76,18 @@ public struct PredictorServer {
             } else {
                 if setup.needsLabels && y == nil { throw DDPMError("frame \(frameNo): guidance needs labels ('y' in the requests or a label)") }
                 let a = try setup.predictor.checkedPredict(x: request.x, t: request.t!, y: y)
-                out["eps"] = Tensor(a.eps, shape: shape)
+                if let x0 = a.x0 {
+                    // x0- or v-prediction: the answer is v_pred = sqrt(abar) eps - sqrt(1 - abar) x0 (defined at
+                    // every abar, unlike eps alone at abar = 0; Parameterization.swift).
+                    let d = request.x.count / max(n, 1), t = request.t!
+                    var v = [Float](repeating: 0, count: x0.count)
+                    for i in 0..<v.count {
+                        v[i] = Float(Parameterization.output(eps: Double(a.eps[i]), x0: Double(x0[i]), alphaBar: sched.alphaBar[t[i / d]], type: .v))
+                    }
+                    out["v_pred"] = Tensor(v, shape: shape)
+                } else {
+                    out["eps"] = Tensor(a.eps, shape: shape)
+                }
                 if let v = a.v { out["v"] = Tensor(v, shape: shape) }
             }
             try writer.write(out)

@@ -38,7 +38,8 @@ public struct SampleJob {
             warn("denoise", "no label: sampling the conditional model's null class (unconditional samples)")
         }
         if let dropped = plan.droppedTerminal {
-            warn("denoise", "alpha_bar = 0 at t = \(dropped) (zero terminal SNR): eps-prediction cannot give x_0 there, so sampling starts at t = \(plan.startTimestep) from N(0, I) (\(plan.stepCount) steps)")
+            let why = setup.keepsTerminal ? "the chain does not start at alpha_bar = 0 yet" : "eps-prediction cannot give x_0 there"
+            warn("denoise", "alpha_bar = 0 at t = \(dropped) (zero terminal SNR): \(why), so sampling starts at t = \(plan.startTimestep) from N(0, I) (\(plan.stepCount) steps)")
         }
         if let from = options.from, plan.startTimestep != from {
             warn("denoise", "spacing \(options.spacing.rawValue) with \(plan.stepCount) steps starts at t = \(plan.startTimestep), not at \(from); the input is treated as x at t = \(plan.startTimestep) (trailing or linspace spacing starts exactly at \(from))")

@@ -24,6 +24,9 @@ public struct LoadedModel {
     /// The network's architecture dictionary, from the `arch.` keys.
     public var architecture: [String: String] { ModelFile.architecture(from: metadata) }
     public var loss: LossKind { LossKind(rawValue: metadata["loss"] ?? "simple") ?? .simple }
+    /// What the network predicts (`prediction`: eps, x0 or v; absent in files before it: eps).
+    /// Any other value throws.
+    public func predictionType() throws -> PredictionType { try PredictionType(metadataValue: metadata["prediction"]) }
     /// Number of classes K (0 = unconditional; label K is the null class).
     public var classes: Int { network.classes }
     /// Shape of one data sample, e.g. [1, 28, 28] or [2].

@@ -63,14 +63,14 @@ public struct SamplingPlan: Sendable {
     /// The abar = 0 timestep dropped from the start, if any.
     public let droppedTerminal: Int?
 
-    public init(schedule: Schedule, from: Int? = nil, steps: Int? = nil, spacing: Spacing = .leading) throws {
+    public init(schedule: Schedule, from: Int? = nil, steps: Int? = nil, spacing: Spacing = .leading, keepTerminal: Bool = false) throws {
         let from = from ?? schedule.T - 1
         guard from >= 0 && from < schedule.T else {
             throw DDPMError("start timestep \(from) is outside 0 ... \(schedule.T - 1) (the schedule has T = \(schedule.T))")
         }
         var ts = try spacing.timesteps(count: from + 1, steps: steps ?? from + 1)
         var dropped: Int? = nil
-        if let last = ts.last, schedule.alphaBar[last] == 0 {
+        if !keepTerminal, let last = ts.last, schedule.alphaBar[last] == 0 {   // keepTerminal: the predictor gives x0 there
             dropped = last
             ts.removeLast()
             guard !ts.isEmpty else {
