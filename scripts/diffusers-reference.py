@@ -20,6 +20,7 @@
 #   NAME.prev       f32 [calls, N, D]   step()'s prev_sample; for the stochastic ones with noise = 1
 #   NAME.prev0      f32 [calls, N, D]   (stochastic ones) the same call with noise = 0
 # The chain feeds each call the previous call's prev (noise = 1), so multistep history is diffusers'.
+# UniPC: "unipc" (its defaults: order 2, bh2, predict_x0, corrector on every step).
 # Karras: dpmpp_karras_K.timesteps / .sigmas for K = 10, 25 (use_karras_sigmas, spacing linspace),
 # and the run "dpmpp2m_karras" with custom timesteps = those of K = 10 (sigma of the rounded timestep).
 import copy
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from safetensors.numpy import save_file
 from diffusers import (DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, HeunDiscreteScheduler)
+                       EulerDiscreteScheduler, HeunDiscreteScheduler, UniPCMultistepScheduler)
 import diffusers.schedulers.scheduling_euler_ancestral_discrete as ea_module
 
 T, N, D, K = 1000, 2, 3, 10
@@ -105,6 +106,7 @@ e = dict(base, timestep_spacing="trailing")
 s = inject(EulerDiscreteScheduler(**e)); s.set_timesteps(K); run("euler", s, K)
 s = inject(HeunDiscreteScheduler(**e)); s.set_timesteps(K); run("heun", s, 2 * K - 1)
 s = inject(EulerAncestralDiscreteScheduler(**e)); s.set_timesteps(K); run("euler_ancestral", s, K, stochastic=ancestral_step)
+s = inject(UniPCMultistepScheduler(**dict(base, timestep_spacing="trailing"))); s.set_timesteps(K); run("unipc", s, K)
 
 path = os.path.join(os.path.dirname(__file__), "..", "Tests", "SharedTests", "Fixtures", "diffusers", "schedulers.safetensors")
 os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -30,7 +30,7 @@ enum Help {
         variance (train --loss hybrid) samples with it by default (--variance learned).
 
         Few-step samplers: --sampler euler, euler-ancestral, heun (2 predictions per step), dpmpp-2m (DPM-Solver++ \
-        2M) or dpmpp-2m-sde, usually with --steps 10 ... 50 and --spacing trailing or karras; --clip or \
+        2M), dpmpp-2m-sde or unipc, usually with --steps 10 ... 50 and --spacing trailing or karras; --clip or \
         --dynamic-threshold bound the predicted x_0 for every sampler (docs/METHODS.md, section 6).
 
         The variational bound and the score have their own subcommands, `denoise nll` and `denoise score`; \

@@ -8,7 +8,7 @@ import XCTest
 
 final class SolverTests: XCTestCase {
     let linear = Schedule.standard()
-    let newKinds: [SamplerKind] = [.euler, .eulerAncestral, .heun, .dpmpp2m, .dpmpp2mSDE]
+    let newKinds: [SamplerKind] = [.euler, .eulerAncestral, .heun, .dpmpp2m, .dpmpp2mSDE, .unipc]
 
     /// Runs levels K-1 ... `last` of a solver (the caller's loop of Sample.swift, without the corrector).
     func runLevels(_ solver: inout any ReverseSolver, x: inout [Float], predictor: EpsPredictor, seed: UInt64 = 1,
@@ -41,7 +41,9 @@ final class SolverTests: XCTestCase {
         // O(1/K), hence [1.6, 2.6] for p = 1 and [3, 5.5] for p = 2. DPM-Solver++ 2M reaches its asymptotic
         // regime later here (its first step is first order over lambda = -6.4 ... and the step ratio r
         // varies): its errors at K = 11, 21, 41 are 0.14, 0.19, 0.11 (float64 replica), so its ladder is
-        // 81, 161, 321 (errors 0.038, 0.010, 0.0026: ratios 3.6, 3.9). Float32 rounding (~1e-6) is far below.
+        // 81, 161, 321 (errors 0.038, 0.010, 0.0026: ratios 3.6, 3.9). UniPC likewise (0.034, 0.0081, 0.0017:
+        // 4.2, 4.7); what we measure at level 0 is its predictor's output (UniC would correct it at the start
+        // of the last step), of order 2. Float32 rounding (~1e-6) is far below.
         let sched = try Schedule.make(.linear, T: 1281)
         let mu = 0.5, s = 0.3
         let p = GaussianMixturePredictor(components: [GaussianComponent(mu: mu, sigma: s)], schedule: sched, sampleShape: [1])
@@ -54,7 +56,8 @@ final class SolverTests: XCTestCase {
         }
         let first = [11, 21, 41, 81], late = [81, 161, 321]
         let cases: [(SamplerKind, [Int], ClosedRange<Double>)] = [(.ddim, first, 1.6...2.6), (.euler, first, 1.6...2.6),
-                                                                  (.heun, first, 3...5.5), (.dpmpp2m, late, 3...5.5)]
+                                                                  (.heun, first, 3...5.5), (.dpmpp2m, late, 3...5.5),
+                                                                  (.unipc, late, 3...5.5)]
         for (kind, ladder, band) in cases {
             var errors: [Double] = []
             for k in ladder {
@@ -133,7 +136,7 @@ final class SolverTests: XCTestCase {
         // Sigmas: diffusers computes them in float64 (the script puts our float64 alpha_bar in) and stores
         // float32, so they agree to float32 rounding, 6e-8 relative; 2e-7 allows for the pow in eq. 5.
         let ref = try reference()
-        for name in ["dpmpp2m", "euler", "euler_ancestral", "dpmpp2m_karras"] {
+        for name in ["dpmpp2m", "euler", "euler_ancestral", "dpmpp2m_karras", "unipc"] {
             var o = SamplerOptions(); o.steps = 10; o.spacing = name.hasSuffix("karras") ? .karras : .trailing
             let plan = try o.makeSolver(schedule: linear).plan
             XCTAssertEqual(Array(plan.timesteps.reversed()), try ref.i(name + ".timesteps"), name)
@@ -166,6 +169,7 @@ final class SolverTests: XCTestCase {
             ("dpmpp2m", .dpmpp2m, .trailing, false), ("dpmpp2m_karras", .dpmpp2m, .karras, false),
             ("dpmpp2m_sde", .dpmpp2mSDE, .trailing, false), ("euler", .euler, .trailing, true),
             ("euler_ancestral", .eulerAncestral, .trailing, true), ("heun", .heun, .trailing, true),
+            ("unipc", .unipc, .trailing, false),
         ]
         for (name, kind, spacing, ve) in cases {
             var o = SamplerOptions(); o.kind = kind; o.steps = 10; o.spacing = spacing

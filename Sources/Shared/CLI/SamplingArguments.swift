@@ -63,7 +63,7 @@ public struct PredictorArguments: ParsableArguments {
 
 /// The reverse chain of `denoise`.
 public struct SamplerArguments: ParsableArguments {
-    @Option(help: "ddpm (Ho et al. Algorithm 2), ddim (Song et al. eq. 12), euler, euler-ancestral, heun (Karras et al. 2022, Algorithm 1), dpmpp-2m or dpmpp-2m-sde (DPM-Solver++ 2M, Lu et al. 2022, and its SDE variant); docs/METHODS.md.")
+    @Option(help: "ddpm (Ho et al. Algorithm 2), ddim (Song et al. eq. 12), euler, euler-ancestral, heun (Karras et al. 2022, Algorithm 1), dpmpp-2m or dpmpp-2m-sde (DPM-Solver++ 2M, Lu et al. 2022, and its SDE variant), unipc (UniPC-2, Zhao et al. 2023); docs/METHODS.md.")
     public var sampler: SamplerKind = .ddpm
     @Option(help: "DDIM eta (0: deterministic, 1: DDPM-like variance); --sampler ddim only.") public var eta: Double = 0
     @Option(help: "DDPM variance: beta, posterior (beta~) or learned (predictor answers v); --sampler ddpm only. Default: learned for a --model with a learned variance, else posterior.")

@@ -14,7 +14,7 @@
 import Foundation
 
 public enum SamplerKind: String, CaseIterable, Sendable {
-    case ddpm, ddim, euler, eulerAncestral = "euler-ancestral", heun, dpmpp2m = "dpmpp-2m", dpmpp2mSDE = "dpmpp-2m-sde"
+    case ddpm, ddim, euler, eulerAncestral = "euler-ancestral", heun, dpmpp2m = "dpmpp-2m", dpmpp2mSDE = "dpmpp-2m-sde", unipc
 }
 public enum VarianceKind: String, CaseIterable, Sendable { case beta, posterior, learned }
 
@@ -71,6 +71,7 @@ public struct SamplerOptions: Sendable, Equatable {
         case .heun: return HeunStep(plan: plan, rule: rule)
         case .dpmpp2m: return DPMSolverPP2M(plan: plan, rule: rule, stochastic: false)
         case .dpmpp2mSDE: return DPMSolverPP2M(plan: plan, rule: rule, stochastic: true)
+        case .unipc: return UniPCStep(plan: plan, rule: rule)
         }
     }
 
