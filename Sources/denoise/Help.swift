@@ -29,12 +29,17 @@ enum Help {
         --label Y: classifier guidance with a noise-aware classifier (train --classifier). A model with a learned \
         variance (train --loss hybrid) samples with it by default (--variance learned).
 
+        Few-step samplers: --sampler euler, euler-ancestral, heun (2 predictions per step), dpmpp-2m (DPM-Solver++ \
+        2M), dpmpp-2m-sde or unipc, usually with --steps 10 ... 50 and --spacing trailing or karras; --clip or \
+        --dynamic-threshold bound the predicted x_0 for every sampler (docs/METHODS.md, section 6).
+
         The variational bound and the score have their own subcommands, `denoise nll` and `denoise score`; \
         the flags --nll and --score of this command run them too.
 
         Examples:
           denoise --analytic 'gaussian mu=0.5 sigma=0.3' --shape 2 -n 1000 > samples.st
           denoise --predictor 'guide --analytic "mixture mu=-1,1 sigma=0.2"' --shape 2 --sampler ddim --steps 50 -n 64 > s.st
+          denoise --analytic 'mixture mu=-1,1 sigma=0.2' --shape 2 --sampler dpmpp-2m --steps 15 --spacing karras -n 64 > s.st
           noise -t 500 < x0.st | denoise --from 500 --analytic 'gaussian mu=0 sigma=0.5' > edited.st
           denoise --model roll.safetensors -n 10000 --sampler ddim --steps 50 > samples.st
           denoise --model mnist.safetensors --label 3 --guidance 3 -n 64 > threes.st

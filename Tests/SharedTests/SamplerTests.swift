@@ -19,7 +19,7 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(try Spacing.leading.timesteps(count: 10, steps: 3), [0, 3, 6])
         XCTAssertEqual(try Spacing.trailing.timesteps(count: 10, steps: 3), [2, 6, 9])   // round(10 - 10j/3) - 1
         XCTAssertEqual(try Spacing.linspace.timesteps(count: 10, steps: 3), [0, 4, 9])   // 4.5 rounds half to even
-        for s in Spacing.allCases {
+        for s in Spacing.allCases where s != .karras {   // karras: SolverTests
             XCTAssertEqual(try s.timesteps(count: 7, steps: 7), Array(0..<7), "\(s) with K = N")
             XCTAssertThrowsError(try s.timesteps(count: 10, steps: 0))
             XCTAssertThrowsError(try s.timesteps(count: 10, steps: 11))

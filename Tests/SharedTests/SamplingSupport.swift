@@ -57,6 +57,8 @@ func propagate(ts: [Int], alphaBar: [Double], kind: SamplerKind, variance: Varia
             sig2 = eta * eta * (1 - ap) / (1 - a) * (1 - a / ap)
             let ce = (1 - ap - sig2).squareRoot()
             sA = ap.squareRoot() * x0a + ce * ea; sB = ap.squareRoot() * x0b + ce * eb
+        default:
+            preconditionFailure("propagate covers ddpm and ddim (SolverTests checks the other solvers)")
         }
         m = sA * m + sB; v = sA * sA * v + sig2
         A = sA * A; B = sA * B + sB

@@ -138,7 +138,7 @@ final class SamplingToolTests: XCTestCase {
         try assertFails("denoise", ["--analytic", gauss, "--shape", "2", "--steps", "1001"], "exceed")
         try assertFails("denoise", ["--analytic", gauss, "--shape", "2", "--steps", "0"], "at least 1")
         try assertFails("denoise", base + ["--shape", "2"], "exactly one of")
-        try assertFails("denoise", base + ["--analytic", gauss, "--shape", "2", "--sampler", "euler"], "--sampler")
+        try assertFails("denoise", base + ["--analytic", gauss, "--shape", "2", "--sampler", "plms"], "--sampler")
         try assertFails("denoise", base + ["--analytic", gauss, "--shape", "2", "--guidance", "2"], "--label")
         try assertFails("denoise", base + ["--analytic", gauss, "--shape", "2", "--variance", "learned"], "answers 'v'")
         // Predictors that die, answer garbage, the wrong shape, nothing useful, or nothing at all.

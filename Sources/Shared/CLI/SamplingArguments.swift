@@ -27,6 +27,8 @@ public struct PredictorArguments: ParsableArguments {
     public var classifier: String?
     @Option(help: "Classifier guidance scale S: eps - sqrt(1 - abar_t) S grad_x log p(y | x_t).") public var classifierScale: Double = 1
     @Option(help: "Seconds to wait for each predictor answer.") public var timeout: Double = 600
+    @Option(help: "With --predictor: what its network predicts, eps, x0 or v (each answer names its tensor: 'eps', 'x0' or 'v_pred'); x0 or v lets the chain start at alpha_bar = 0.")
+    public var prediction: PredictionType?
 
     public init() {}
 
@@ -43,6 +45,7 @@ public struct PredictorArguments: ParsableArguments {
         if guidanceRescale != 0 && guidance == nil { throw ValidationError("--guidance-rescale needs --guidance") }
         if let label, label < 0 { throw ValidationError("--label must be >= 0") }
         guard timeout > 0 && timeout.isFinite else { throw ValidationError("--timeout must be > 0") }
+        if prediction != nil && predictor == nil { throw ValidationError("--prediction applies to --predictor (a model file and the analytic spec say their own)") }
     }
 
     /// The typed predictor; `answersV`: a predictor process is asked for v (a learned variance).
@@ -52,6 +55,7 @@ public struct PredictorArguments: ParsableArguments {
         s.weights = weights
         s.label = label
         s.processAnswersV = answersV
+        if let prediction { s.processPrediction = prediction }
         if let classifier { s.guidance = .classifier(path: classifier, scale: classifierScale) }
         if let guidance { s.guidance = .classifierFree(scale: guidance, rescale: guidanceRescale) }
         return s
@@ -63,25 +67,37 @@ public struct PredictorArguments: ParsableArguments {
 
 /// The reverse chain of `denoise`.
 public struct SamplerArguments: ParsableArguments {
-    @Option(help: "ddpm (Ho et al. Algorithm 2) or ddim (Song et al. eq. 12).") public var sampler: SamplerKind = .ddpm
-    @Option(help: "DDIM eta (0: deterministic, 1: DDPM-like variance).") public var eta: Double = 0
-    @Option(help: "DDPM variance: beta, posterior (beta~) or learned (predictor answers v). Default: learned for a --model with a learned variance, else posterior.")
+    @Option(help: "ddpm (Ho et al. Algorithm 2), ddim (Song et al. eq. 12), euler, euler-ancestral, heun (Karras et al. 2022, Algorithm 1), dpmpp-2m or dpmpp-2m-sde (DPM-Solver++ 2M, Lu et al. 2022, and its SDE variant), unipc (UniPC-2, Zhao et al. 2023); docs/METHODS.md.")
+    public var sampler: SamplerKind = .ddpm
+    @Option(help: "DDIM eta (0: deterministic, 1: DDPM-like variance); --sampler ddim only.") public var eta: Double = 0
+    @Option(help: "DDPM variance: beta, posterior (beta~) or learned (predictor answers v); --sampler ddpm only. Default: learned for a --model with a learned variance, else posterior.")
     public var variance: VarianceKind?
-    @Option(help: "Number of sampling steps K (default: every timestep).") public var steps: Int?
-    @Option(help: "Timestep spacing for --steps: leading, trailing or linspace (docs/METHODS.md).") public var spacing: Spacing = .leading
+    @Option(help: "Number of sampling steps K (default: every timestep; karras: K sigmas, fewer steps when timesteps coincide).") public var steps: Int?
+    @Option(help: "Timestep spacing for --steps: leading, trailing, linspace or karras (Karras et al. 2022, eq. 5, rho = 7) (docs/METHODS.md).") public var spacing: Spacing = .leading
     @Flag(help: "Clip the predicted x_0 to [-1, 1] (the mean/eps are recomputed from it).") public var clip = false
+    @Flag(help: "Dynamic thresholding of the predicted x_0 (Saharia et al. 2022): per sample s = clamp(quantile(|x_0|, P), 1, M), x_0 <- clamp(x_0, -s, s) / s. Excludes --clip.")
+    public var dynamicThreshold = false
+    @Option(help: "With --dynamic-threshold: the percentile P in (0, 1].") public var thresholdPercentile: Double = 0.995
+    @Option(help: "With --dynamic-threshold: the largest s, M >= 1 (M = 1 is --clip; diffusers' sample_max_value).") public var thresholdMax: Double = 1
     @Option(help: "Langevin corrector steps after each reverse step (Song et al. 2021, Algorithm 5).") public var correctorSteps: Int = 0
     @Option(help: "Corrector signal-to-noise ratio r.") public var snr: Double = 0.16
 
     public init() {}
 
     public func validate() throws {
-        if sampler == .ddim && variance == .learned { throw ValidationError("--variance learned applies to --sampler ddpm (DDIM uses eta)") }
-        if sampler == .ddpm && eta != 0 { throw ValidationError("--eta applies to --sampler ddim") }
+        if variance != nil && sampler != .ddpm { throw ValidationError("--variance applies to --sampler ddpm (\(sampler.rawValue) has no variance choice)") }
+        if sampler != .ddim && eta != 0 { throw ValidationError("--eta applies to --sampler ddim") }
         guard eta >= 0 && eta.isFinite else { throw ValidationError("--eta must be >= 0, got \(eta)") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard correctorSteps >= 0 && correctorSteps <= 1000 else { throw ValidationError("--corrector-steps must lie in 0 ... 1000") }
         guard snr > 0 && snr.isFinite else { throw ValidationError("--snr must be > 0, got \(snr)") }
+        if snr != 0.16 && correctorSteps == 0 { throw ValidationError("--snr applies to --corrector-steps K > 0") }
+        if dynamicThreshold && clip { throw ValidationError("--clip and --dynamic-threshold exclude each other") }
+        if !dynamicThreshold && (thresholdPercentile != 0.995 || thresholdMax != 1) {
+            throw ValidationError("--threshold-percentile and --threshold-max apply to --dynamic-threshold")
+        }
+        guard thresholdPercentile > 0 && thresholdPercentile <= 1 else { throw ValidationError("--threshold-percentile must lie in (0, 1], got \(thresholdPercentile)") }
+        guard thresholdMax >= 1 && thresholdMax.isFinite else { throw ValidationError("--threshold-max must be finite and >= 1, got \(thresholdMax)") }
     }
 
     /// The typed chain; `defaultVariance` when --variance is not given.
@@ -89,6 +105,7 @@ public struct SamplerArguments: ParsableArguments {
         var o = SamplerOptions()
         o.kind = sampler; o.eta = eta; o.variance = variance ?? defaultVariance; o.steps = steps
         o.spacing = spacing; o.from = from; o.clip = clip
+        if dynamicThreshold { o.threshold = DynamicThreshold(percentile: thresholdPercentile, maxValue: thresholdMax) }
         o.correctorSteps = correctorSteps; o.snr = snr
         return o
     }

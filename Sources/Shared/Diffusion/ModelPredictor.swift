@@ -59,7 +59,7 @@ public final class ModelPredictor: PairPredictor {
     /// Wraps a model file (`ModelFile.load`): its network and its schedule.
     public convenience init(model: LoadedModel, path: String, maxBatch: Int? = nil) throws {
         guard model.metadata["kind"] != "classifier" else {
-            throw DDPMError("\(path) is a classifier (kind=classifier), not a noise-prediction model; give it with --classifier")
+            throw DDPMError("\(path) is a classifier (kind=classifier), not a noise-prediction model; it guides a model, it does not predict noise")
         }
         let prediction: PredictionType
         do { prediction = try model.predictionType() } catch let e as DDPMError { throw DDPMError("\(path): \(e.message)") }
@@ -187,7 +187,7 @@ public final class ClassifierGradient {
 
     public convenience init(model: LoadedModel, path: String) throws {
         guard model.metadata["kind"] == "classifier" || model.metadata["objective"] == "classifier" else {
-            throw DDPMError("\(path) is not a classifier (kind '\(model.metadata["kind"] ?? "none")'; train one with train --classifier)")
+            throw DDPMError("\(path) is not a classifier (kind '\(model.metadata["kind"] ?? "none")': a noise-aware classifier file is written by train's classifier mode)")
         }
         try self.init(network: model.network, schedule: model.schedule)
     }

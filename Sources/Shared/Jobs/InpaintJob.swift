@@ -77,6 +77,8 @@ public struct InpaintJob {
     public func run(reader: FrameReader, writer: FrameWriter) throws {
         guard batch >= 1, offset >= 0 else { throw DDPMError("batch \(batch) must be >= 1 and offset \(offset) >= 0") }
         if options.correctorSteps > 0 { throw DDPMError("inpainting does not run the Langevin corrector") }
+        var options = self.options
+        options.keepsZeroSNRStart = setup.keepsTerminal
         let template = try options.makeSolver(schedule: setup.schedule)
         let plan = template.plan
         let moves = try repaint.levels(count: plan.stepCount).count - 1

@@ -28,6 +28,8 @@ public struct SampleJob {
             throw DDPMError("sample count \(count), batch \(batch), offset \(offset) and trajectory period \(every) must be >= 0 (batch >= 1)")
         }
         let sched = setup.schedule
+        var options = self.options
+        options.keepsZeroSNRStart = setup.keepsTerminal   // an x0- or v-predictor starts at abar = 0
         let template = try options.makeSolver(schedule: sched)
         let plan = template.plan
         let label = setup.spec.label
@@ -38,7 +40,7 @@ public struct SampleJob {
             warn("denoise", "no label: sampling the conditional model's null class (unconditional samples)")
         }
         if let dropped = plan.droppedTerminal {
-            let why = setup.keepsTerminal ? "the chain does not start at alpha_bar = 0 yet" : "eps-prediction cannot give x_0 there"
+            let why = "eps-prediction cannot give x_0 there"
             warn("denoise", "alpha_bar = 0 at t = \(dropped) (zero terminal SNR): \(why), so sampling starts at t = \(plan.startTimestep) from N(0, I) (\(plan.stepCount) steps)")
         }
         if let from = options.from, plan.startTimestep != from {
@@ -49,6 +51,7 @@ public struct SampleJob {
         meta["sampler"] = options.kind.rawValue; meta["steps"] = String(plan.stepCount); meta["spacing"] = options.spacing.rawValue
         meta["eta"] = "\(options.eta)"; meta["variance"] = options.variance.rawValue; meta["clip"] = String(options.clip)
         meta["start_t"] = String(plan.startTimestep); meta["corrector_steps"] = String(options.correctorSteps)
+        if let th = options.threshold { meta["dynamic_threshold"] = "\(th.percentile)"; meta["threshold_max"] = "\(th.maxValue)" }
         if options.correctorSteps > 0 { meta["snr"] = "\(options.snr)" }
         if let from = options.from { meta["from"] = String(from) }
         if let d = plan.droppedTerminal { meta["dropped_terminal_t"] = String(d) }

@@ -1,5 +1,6 @@
 // DDIM (Song, Meng & Ermon 2021) on the (respaced) chain:
-//   x0^    = (x_t - sqrt(1 - abar) eps) / sqrt(abar)       [clipped, eps recomputed from it, when asked]
+//   x0^    = (x_t - sqrt(1 - abar) eps) / sqrt(abar) or the predictor's x0   [clipped/thresholded, eps
+//            recomputed from it: X0Estimate.swift]
 //   x_prev = sqrt(abar_prev) x0^ + sqrt(1 - abar_prev - sigma^2) eps + sigma z       (eq. 12)
 //   sigma  = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev)          (eq. 16)
 // z is drawn only when sigma > 0 and not at the last step (which returns x0^: abar_prev = 1).
@@ -23,20 +24,22 @@ public enum DDIM {
 public struct DDIMStep: ReverseSolver {
     public let plan: SamplingPlan
     public let eta: Double
-    public let clip: Bool
-    public init(plan: SamplingPlan, eta: Double = 0, clip: Bool = false) {
-        self.plan = plan; self.eta = eta; self.clip = clip
+    public let rule: X0Rule
+    public init(plan: SamplingPlan, eta: Double = 0, rule: X0Rule = .none) {
+        self.plan = plan; self.eta = eta; self.rule = rule
     }
     public var needsVariance: Bool { false }
 
     public mutating func step(level i: Int, x: inout [Float], prediction p: Prediction, sampleSize d: Int,
-                              x0: inout [Float], noise: inout [RandomStream]) throws {
+                              x0: inout [Float], noise: inout [RandomStream],
+                              evaluate: (_ x: [Float], _ level: Int) throws -> Prediction) throws {
         let (abar, abarPrev) = plan.alphaBars(i)
         let sigma = DDIM.sigma(eta: eta, alphaBar: abar, alphaBarPrev: abarPrev)
         let drawZ = i > 0 && sigma > 0
+        let est = try X0Estimate.estimate(x: x, prediction: p, alphaBar: abar, sampleSize: d, rule: rule, t: plan.timesteps[i])
         for s in 0..<noise.count {
             for j in s * d ..< (s + 1) * d {
-                let (xs, eps) = Posterior.estimate(xt: Double(x[j]), eps: Double(p.eps[j]), alphaBar: abar, clip: clip)
+                let xs = est.x0[j], eps = est.eps[j]
                 x0[j] = Float(xs)
                 let z = drawZ ? Double(noise[s].nextNormal()) : 0
                 x[j] = Float(DDIM.step(x0: xs, eps: eps, alphaBarPrev: abarPrev, sigma: sigma, z: z))

@@ -80,6 +80,15 @@ public enum RePaint {
         var solver = template
         var x0 = [Float](repeating: 0, count: x.count)
         var evaluations = 0
+        let K = plan.stepCount
+        let evaluate: (_ x: [Float], _ level: Int) throws -> Prediction = { xs, level in
+            guard level >= 0 && level < K, xs.count == n * d else {
+                throw DDPMError("inpainting: evaluation at level \(level) of 0 ..< \(K) with \(xs.count) values for \(n) samples")
+            }
+            evaluations += 1
+            return try Sampling.predict(predictor, x: xs, t: Array(repeating: plan.timesteps[level], count: n), y: y,
+                                        variance: template.needsVariance)
+        }
         for k in 1..<seq.count {
             let from = seq[k - 1], to = seq[k]
             if to > from {
@@ -91,10 +100,8 @@ public enum RePaint {
                 solver = template
                 continue
             }
-            let p = try Sampling.predict(predictor, x: x, t: Array(repeating: plan.timesteps[from], count: n), y: y,
-                                         variance: solver.needsVariance)
-            evaluations += 1
-            try solver.step(level: from, x: &x, prediction: p, sampleSize: d, x0: &x0, noise: &noise)
+            let p = try evaluate(x, from)
+            try solver.step(level: from, x: &x, prediction: p, sampleSize: d, x0: &x0, noise: &noise, evaluate: evaluate)
             let abar = to >= 0 ? chain.alphaBar[to] : 1.0
             let a = abar.squareRoot(), s = max(0, 1 - abar).squareRoot()
             for smp in 0..<n {

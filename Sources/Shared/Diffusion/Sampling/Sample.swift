@@ -1,6 +1,7 @@
 // The sampling loop, kept by the caller as diffusers does: x_T ~ N(0, I) (or a given x_t), then
 // for every level i = K-1 ... 0 one prediction and one `ReverseSolver.step`, with the trajectory
-// and the corrector as plain code in the loop.
+// and the corrector as plain code in the loop. A solver that needs another prediction within the
+// step (Heun) gets it from the loop's evaluator: the same predictor, labels and checks.
 //
 // Randomness: sample j draws x_T and every step's z from RandomStream(seed, .sampler, j) in
 // order, the corrector's noise from RandomStream(seed, .corrector, j): samples do not depend on
@@ -37,6 +38,10 @@ public enum Sampling {
         let p = try predictor.checkedPredict(x: x, t: t, y: y)
         let at = t.first ?? 0
         try checkFinite(p.eps, "eps", t: at)
+        if let x0 = p.x0 {
+            guard x0.count == x.count else { throw DDPMError("predictor answered \(x0.count) x0 values for \(x.count) inputs") }
+            try checkFinite(x0, "x0", t: at)
+        }
         if variance {
             guard let v = p.v else { throw DDPMError("the predictor answered no 'v' at t = \(at) (the learned variance needs it)") }
             try checkFinite(v, "v", t: at)
@@ -63,11 +68,18 @@ public enum Sampling {
         let plan = solver.plan
         let K = plan.stepCount
         var x0 = [Float](repeating: 0, count: x.count)
+        let needsV = solver.needsVariance
+        let evaluate: (_ x: [Float], _ level: Int) throws -> Prediction = { xs, level in
+            guard level >= 0 && level < K, xs.count == n * d else {
+                throw DDPMError("sampler: evaluation at level \(level) of 0 ..< \(K) with \(xs.count) values for \(n) samples")
+            }
+            return try predict(predictor, x: xs, t: Array(repeating: plan.timesteps[level], count: n), y: y, variance: needsV)
+        }
         for i in stride(from: K - 1, through: 0, by: -1) {
             let t = plan.timesteps[i]
-            let p = try predict(predictor, x: x, t: Array(repeating: t, count: n), y: y, variance: solver.needsVariance)
+            let p = try evaluate(x, i)
             let kept: [Float]? = trajectory.map { $0.every > 0 && (K - 1 - i) % $0.every == 0 } == true ? x : nil
-            try solver.step(level: i, x: &x, prediction: p, sampleSize: d, x0: &x0, noise: &noise)
+            try solver.step(level: i, x: &x, prediction: p, sampleSize: d, x0: &x0, noise: &noise, evaluate: evaluate)
             if let kept { trajectory!.frames.append((K - 1 - i, t, kept, x0)) }
             if i > 0, let corrector {
                 try corrector.correct(x: &x, level: i - 1, y: y, predictor: predictor, noise: &correctorNoise, sampleSize: d)

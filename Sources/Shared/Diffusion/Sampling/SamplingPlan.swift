@@ -5,10 +5,17 @@
 // t_{i-1}, and below t_0 lies x_0 (abar = 1). `chain` is `Schedule.respaced(timesteps)`
 // (Spacing.swift), so chain.alphaBar[i] = alphaBar[t_i] and the posterior coefficients are those
 // of the shorter chain. A first timestep with abar = 0 (zero terminal SNR) is dropped: eps-
-// prediction cannot give x_0 there, so the chain starts at the next one, from N(0, I).
+// prediction cannot give x_0 there, so the chain starts at the next one, from N(0, I) (unless the
+// options say the predictor gives x_0 itself: `keepsZeroSNRStart`).
+//
+// Every solver sees level i through a_i = sqrt(abar_i), s_i = sqrt(1 - abar_i), sigma_i = s_i / a_i
+// (the VE noise level of Karras et al. 2022) and lambda_i = log(a_i / s_i) (Lu et al. 2022); below
+// level 0 lies x_0: a = 1, s = sigma = 0, lambda = +inf.
 import Foundation
 
-public enum SamplerKind: String, CaseIterable, Sendable { case ddpm, ddim }
+public enum SamplerKind: String, CaseIterable, Sendable {
+    case ddpm, ddim, euler, eulerAncestral = "euler-ancestral", heun, dpmpp2m = "dpmpp-2m", dpmpp2mSDE = "dpmpp-2m-sde", unipc
+}
 public enum VarianceKind: String, CaseIterable, Sendable { case beta, posterior, learned }
 
 /// Everything that chooses a reverse chain, typed (the tools' sampler option group builds it).
@@ -28,7 +35,14 @@ public struct SamplerOptions: Sendable, Equatable {
     /// Langevin corrector steps after each reverse step, and their signal-to-noise ratio.
     public var correctorSteps = 0
     public var snr = 0.16
+    /// Dynamic thresholding of x0^ (Saharia et al. 2022); excludes `clip`.
+    public var threshold: DynamicThreshold? = nil
+    /// The predictor gives x_0 itself (x0- or v-prediction): a first timestep with abar = 0 is kept.
+    public var keepsZeroSNRStart = false
     public init() {}
+
+    /// How x0^ is post-processed (X0Estimate.swift).
+    public var x0Rule: X0Rule { X0Rule(clip: clip, threshold: threshold) }
 
     /// Range checks of the values themselves (the schedule's are in `SamplingPlan`).
     public func validate() throws {
@@ -36,16 +50,28 @@ public struct SamplerOptions: Sendable, Equatable {
         guard correctorSteps >= 0 && correctorSteps <= 1000 else { throw DDPMError("corrector steps must lie in 0 ... 1000, got \(correctorSteps)") }
         guard snr > 0 && snr.isFinite else { throw DDPMError("corrector signal-to-noise ratio must be finite and > 0, got \(snr)") }
         if kind == .ddim && variance == .learned { throw DDPMError("DDIM has no learned variance (its noise is set by eta)") }
-        if kind == .ddpm && eta != 0 { throw DDPMError("eta \(eta) applies to DDIM, not to DDPM") }
+        if kind != .ddim && kind != .ddpm && variance == .learned { throw DDPMError("the \(kind.rawValue) sampler has no learned variance") }
+        if kind != .ddim && eta != 0 { throw DDPMError("eta \(eta) applies to DDIM, not to \(kind.rawValue)") }
+        if let threshold {
+            if clip { throw DDPMError("clipping and dynamic thresholding of x_0 exclude each other") }
+            try threshold.validate()
+        }
     }
 
     /// The reverse step of this kind on `schedule`.
     public func makeSolver(schedule: Schedule) throws -> any ReverseSolver {
         try validate()
-        let plan = try SamplingPlan(schedule: schedule, from: from, steps: steps, spacing: spacing)
+        let plan = try SamplingPlan(schedule: schedule, from: from, steps: steps, spacing: spacing, keepZeroSNRStart: keepsZeroSNRStart)
+        let rule = x0Rule
         switch kind {
-        case .ddpm: return DDPMStep(plan: plan, variance: variance, clip: clip)
-        case .ddim: return DDIMStep(plan: plan, eta: eta, clip: clip)
+        case .ddpm: return DDPMStep(plan: plan, variance: variance, rule: rule)
+        case .ddim: return DDIMStep(plan: plan, eta: eta, rule: rule)
+        case .euler: return EulerStep(plan: plan, rule: rule)
+        case .eulerAncestral: return EulerAncestralStep(plan: plan, rule: rule)
+        case .heun: return HeunStep(plan: plan, rule: rule)
+        case .dpmpp2m: return DPMSolverPP2M(plan: plan, rule: rule, stochastic: false)
+        case .dpmpp2mSDE: return DPMSolverPP2M(plan: plan, rule: rule, stochastic: true)
+        case .unipc: return UniPCStep(plan: plan, rule: rule)
         }
     }
 
@@ -63,14 +89,16 @@ public struct SamplingPlan: Sendable {
     /// The abar = 0 timestep dropped from the start, if any.
     public let droppedTerminal: Int?
 
-    public init(schedule: Schedule, from: Int? = nil, steps: Int? = nil, spacing: Spacing = .leading, keepTerminal: Bool = false) throws {
+    /// `keepZeroSNRStart`: keep a first timestep with abar = 0 (the predictor gives x_0 there).
+    public init(schedule: Schedule, from: Int? = nil, steps: Int? = nil, spacing: Spacing = .leading,
+                keepZeroSNRStart: Bool = false) throws {
         let from = from ?? schedule.T - 1
         guard from >= 0 && from < schedule.T else {
             throw DDPMError("start timestep \(from) is outside 0 ... \(schedule.T - 1) (the schedule has T = \(schedule.T))")
         }
-        var ts = try spacing.timesteps(count: from + 1, steps: steps ?? from + 1)
+        var ts = try spacing.timesteps(count: from + 1, steps: steps ?? from + 1, alphaBar: schedule.alphaBar)
         var dropped: Int? = nil
-        if !keepTerminal, let last = ts.last, schedule.alphaBar[last] == 0 {   // keepTerminal: the predictor gives x0 there
+        if !keepZeroSNRStart, let last = ts.last, schedule.alphaBar[last] == 0 {
             dropped = last
             ts.removeLast()
             guard !ts.isEmpty else {
@@ -87,11 +115,25 @@ public struct SamplingPlan: Sendable {
     public var stepCount: Int { timesteps.count }
     /// abar of level i and of the level below it (1 below level 0).
     @inline(__always) func alphaBars(_ i: Int) -> (Double, Double) { (chain.alphaBar[i], i > 0 ? chain.alphaBar[i - 1] : 1.0) }
+    /// abar of level i, 1 for i = -1 (x_0).
+    @inline(__always) public func alphaBar(level i: Int) -> Double { i >= 0 ? chain.alphaBar[i] : 1 }
+    /// a = sqrt(abar), s = sqrt(1 - abar) of level i (i = -1: a = 1, s = 0).
+    @inline(__always) public func alphaSigma(level i: Int) -> (a: Double, s: Double) {
+        let ab = alphaBar(level: i)
+        return (ab.squareRoot(), (1 - ab).squareRoot())
+    }
+    /// sigma = s / a of level i (+inf at abar = 0, 0 for i = -1).
+    @inline(__always) public func sigma(level i: Int) -> Double {
+        let (a, s) = alphaSigma(level: i)
+        return a == 0 ? .infinity : s / a
+    }
 }
 
 /// One reverse step: the `step` half of a sampler. The caller keeps the loop (Sample.swift):
 /// for i = K-1 ... 0, ask the predictor at t_i, then `step(level: i, ...)`. A solver that keeps a
-/// history of predictions (multistep) holds it in its own state, hence `mutating`.
+/// history of predictions (multistep) holds it in its own state, hence `mutating`; it starts a new
+/// history at level K-1. A solver that needs more predictions within a step (Heun) asks
+/// `evaluate(x, level)`: the predictor at plan.timesteps[level] with the caller's labels and checks.
 public protocol ReverseSolver {
     var plan: SamplingPlan { get }
     /// The predictor must answer v (a learned variance) for this solver.
@@ -99,16 +141,6 @@ public protocol ReverseSolver {
     /// x (n samples of d values at level i) -> x at level i - 1 (x_0 for i = 0), in place; `x0`
     /// receives the predicted x_0; sample s draws its z from noise[s], and only when it adds noise.
     mutating func step(level i: Int, x: inout [Float], prediction p: Prediction, sampleSize d: Int,
-                       x0: inout [Float], noise: inout [RandomStream]) throws
-}
-
-extension Posterior {
-    /// x0^ from eps (eq. 4 solved for x_0), optionally clipped to [-1, 1] with eps recomputed from it.
-    @inline(__always)
-    static func estimate(xt: Double, eps: Double, alphaBar abar: Double, clip: Bool) -> (x0: Double, eps: Double) {
-        let x0 = predictX0(xt: xt, eps: eps, alphaBar: abar)
-        guard clip else { return (x0, eps) }
-        let c = min(1, max(-1, x0))
-        return (c, predictEps(xt: xt, x0: c, alphaBar: abar))
-    }
+                       x0: inout [Float], noise: inout [RandomStream],
+                       evaluate: (_ x: [Float], _ level: Int) throws -> Prediction) throws
 }
