@@ -163,7 +163,8 @@ final class ModelToolTests: XCTestCase {
         func meanX(_ a: [Float]) -> Double { stride(from: 0, to: a.count, by: 2).map { Double(a[$0]) }.reduce(0, +) / Double(a.count / 2) }
         XCTAssertGreaterThan(meanX(inProcess.0), meanX(plain))
 
-        // Classifier guidance: guide's answer equals eps(x, t, null) - sqrt(1 - abar_t) S grad log p(y | x_t, t).
+        // Classifier guidance on a conditional model: guide's answer equals the CONDITIONAL
+        // eps(x, t, y) - sqrt(1 - abar_t) S grad log p(y | x_t, t) (Dhariwal & Nichol, Algorithm 2).
         let n = 6
         var req = Frame(metadata: ["kind": "predict"])
         var rs = RandomStream(seed: 8, purpose: .toy, index: 0)
@@ -175,11 +176,22 @@ final class ModelToolTests: XCTestCase {
         let m = try ModelPredictor(model: try ModelFile.load(path: cond), path: cond)
         let c = try ClassifierGradient(model: try ModelFile.load(path: clf), path: clf)
         let base = try m.predict(x: xs, t: ts, y: nil).eps
+        let condOne = try m.predict(x: xs, t: ts, y: Array(repeating: 1, count: n)).eps
         let g = try c.gradient(x: xs, t: ts, y: Array(repeating: 1, count: n))
         let sched = Schedule.standard()
         for i in 0..<(2 * n) {
-            let expect = Double(base[i]) - sched.sqrtOneMinusAlphaBar[ts[i / 2]] * 2.5 * Double(g[i])
+            let expect = Double(condOne[i]) - sched.sqrtOneMinusAlphaBar[ts[i / 2]] * 2.5 * Double(g[i])
             XCTAssertEqual(Double(eps[i]), expect, accuracy: 1e-5 * max(1, abs(expect)))
+        }
+        // Classifier-free and classifier guidance together: the classifier's shift of the CFG mix,
+        // u + W (c - u) - sqrt(1 - abar_t) S g.
+        let both = ClassifierGuided(ClassifierFreeGuided(m, scale: 3, schedule: sched), schedule: sched, scale: 2.5, conditional: true,
+                                    gradient: { try c.gradient(x: $0, t: $1, y: $2) })
+        let mixed = try both.predict(x: xs, t: ts, y: Array(repeating: 1, count: n)).eps
+        for i in 0..<(2 * n) {
+            let u = Double(base[i]), cc = Double(condOne[i])
+            let expect = u + 3 * (cc - u) - sched.sqrtOneMinusAlphaBar[ts[i / 2]] * 2.5 * Double(g[i])
+            XCTAssertEqual(Double(mixed[i]), expect, accuracy: 2e-5 * max(1, abs(expect)))
         }
         // guide --model --pair | guide --scale W (the filter) == guide --model --scale W, and the pair is the
         // model's conditional and null-class answers.
@@ -206,6 +218,11 @@ final class ModelToolTests: XCTestCase {
         XCTAssertLessThan(maxDifference(clfIn.0, clfOut.0), 1e-5)
         XCTAssertEqual(clfIn.0.count, 800)
         XCTAssertEqual(clfIn.1["classifier"], clf)
+        // Both kinds from denoise's flags.
+        let bothRun = try samples(try run("denoise", ["--model", cond, "--guidance", "2", "--classifier", clf, "--classifier-scale", "2", "--label", "0"] + fast))
+        XCTAssertEqual(bothRun.1["guidance_kind"], "classifier-free + classifier")
+        XCTAssertTrue(bothRun.0.allSatisfy { $0.isFinite })
+        XCTAssertGreaterThan(maxDifference(bothRun.0, clfIn.0), 1e-3, "classifier-free guidance changed nothing")
 
         // Errors specific to conditional models and classifiers.
         try fails("denoise", ["--model", cond, "--label", "2", "-n", "1"], "outside the model's classes")

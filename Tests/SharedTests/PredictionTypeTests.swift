@@ -408,10 +408,10 @@ final class PredictionTypeTests: XCTestCase {
         XCTAssertEqual(p.x0!, raw.map { -$0 }); XCTAssertEqual(p.eps, x)
 
         // The exact v-predictor of N(0.5, 0.3^2) data, sampled by DDIM from abar = 0: the chain keeps the
-        // terminal level (SamplingPlan keepTerminal) and takes x0 from the prediction (written out here:
+        // terminal level (SamplingPlan keepZeroSNRStart) and takes x0 from the prediction (written out here:
         // x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps, eq. 12 with eta = 0).
         let g = GaussianMixturePredictor(components: [GaussianComponent(mu: 0.5, sigma: 0.3)], schedule: z, sampleShape: [1], prediction: .v)
-        let plan = try SamplingPlan(schedule: z, steps: 50, spacing: .trailing, keepTerminal: true)
+        let plan = try SamplingPlan(schedule: z, steps: 50, spacing: .trailing, keepZeroSNRStart: true)
         XCTAssertEqual(plan.timesteps.last, 999); XCTAssertNil(plan.droppedTerminal)
         let n = 20000
         var (chain, _) = Sampling.initialNoise(count: n, dimension: 1, seed: 3, firstIndex: 0)
@@ -452,25 +452,24 @@ final class PredictionTypeTests: XCTestCase {
         XCTAssertTrue(try bound(z, .v).allSatisfy { $0.isFinite })
         XCTAssertThrowsError(try bound(z, .eps)) { XCTAssertTrue("\($0)".contains("zero terminal SNR")) }
 
-        // Through denoise (the plan as the tools build it): v-prediction samples finite and on target,
-        // eps-prediction warns and starts below the terminal level; neither gives NaN.
+        // Through denoise (the plan as the tools build it): v-prediction starts AT the terminal level
+        // (SampleJob keeps it for an x0/v predictor) and follows the exact chain above; eps-prediction
+        // warns and starts below it. Neither gives NaN.
         let dir = temporaryDirectory()
         let sched = dir.appendingPathComponent("z.st").path
         try run("schedule", ["--zero-terminal-snr"]).write(to: URL(fileURLWithPath: sched))
         let dropped = try SamplingPlan(schedule: z, steps: 50, spacing: .trailing)
         XCTAssertEqual(dropped.droppedTerminal, 999)
         let expected = propagate(ts: dropped.timesteps, alphaBar: z.alphaBar, kind: .ddim, eps: gaussianEps(mu: 0.5, sigma: 0.3))
-        var bySpec: [[Float]] = []
-        for spec in ["gaussian mu=0.5 sigma=0.3 prediction=v", "gaussian mu=0.5 sigma=0.3"] {
+        for (spec, v) in [("gaussian mu=0.5 sigma=0.3 prediction=v", true), ("gaussian mu=0.5 sigma=0.3", false)] {
             let r = try runTool("denoise", ["--analytic", spec, "--schedule", sched, "--shape", "1", "-n", "4000", "--batch", "4000",
                                             "--sampler", "ddim", "--steps", "50", "--spacing", "trailing", "--quiet"])
             XCTAssertEqual(r.status, 0, r.stderr)
-            XCTAssertTrue(r.stderr.contains("zero terminal SNR"), r.stderr)
+            XCTAssertEqual(r.stderr.contains("zero terminal SNR"), !v, r.stderr)
             let s = try xs(r.stdout)
             XCTAssertTrue(s.allSatisfy { $0.isFinite }, spec)
-            assertMoments(s, expected, spec)
-            bySpec.append(s)
+            assertMoments(s, v ? exact : expected, spec)
+            if v { XCTAssertEqual(try decode(r.stdout)[0].metadata["start_t"], "999") }
         }
-        XCTAssertLessThan(zip(bySpec[0], bySpec[1]).map { abs($0 - $1) }.max()!, 1e-4)
     }
 }

@@ -23,7 +23,7 @@ public struct PredictorArguments: ParsableArguments {
     @Option(help: "Classifier-free guidance scale W: eps_uncond + W (eps_cond - eps_uncond); W = 1 is plain conditional.")
     public var guidance: Double?
     @Option(help: "Guidance rescale phi (Lin et al. 2024, eq. 15-16), with --guidance.") public var guidanceRescale: Double = 0
-    @Option(help: "Noise-aware classifier file (train --classifier) for classifier guidance, with --classifier-scale and --label.")
+    @Option(help: "Noise-aware classifier file (train --classifier) for classifier guidance, with --classifier-scale and --label; on the conditional eps of a conditional model, and combined with --guidance when both are given.")
     public var classifier: String?
     @Option(help: "Classifier guidance scale S: eps - sqrt(1 - abar_t) S grad_x log p(y | x_t).") public var classifierScale: Double = 1
     @Option(help: "Seconds to wait for each predictor answer.") public var timeout: Double = 600
@@ -37,7 +37,6 @@ public struct PredictorArguments: ParsableArguments {
             throw ValidationError("give exactly one of --model FILE, --predictor 'CMD' or --analytic 'SPEC'")
         }
         if weights != .ema && model == nil { throw ValidationError("--weights applies to --model") }
-        if classifier != nil && guidance != nil { throw ValidationError("--classifier and --guidance exclude each other") }
         if classifier != nil && model == nil { throw ValidationError("--classifier needs --model") }
         guard classifierScale.isFinite else { throw ValidationError("--classifier-scale must be finite") }
         if let guidance, !guidance.isFinite { throw ValidationError("--guidance must be finite") }
@@ -56,8 +55,12 @@ public struct PredictorArguments: ParsableArguments {
         s.label = label
         s.processAnswersV = answersV
         if let prediction { s.processPrediction = prediction }
-        if let classifier { s.guidance = .classifier(path: classifier, scale: classifierScale) }
-        if let guidance { s.guidance = .classifierFree(scale: guidance, rescale: guidanceRescale) }
+        switch (guidance, classifier) {
+        case let (w?, c?): s.guidance = .combined(scale: w, rescale: guidanceRescale, classifier: c, classifierScale: classifierScale)
+        case let (w?, nil): s.guidance = .classifierFree(scale: w, rescale: guidanceRescale)
+        case let (nil, c?): s.guidance = .classifier(path: c, scale: classifierScale)
+        case (nil, nil): break
+        }
         return s
     }
 

@@ -126,14 +126,19 @@ public final class ClassifierFreeGuided: EpsPredictor {
 }
 
 /// A predictor with classifier guidance: eps~ = eps - sqrt(1 - abar_t) S grad log p(y | x_t).
-/// `gradient(x, t, y)` returns grad_x log p(y | x_t) per element.
+/// `gradient(x, t, y)` returns grad_x log p(y | x_t) per element. `conditional`: eps is the base's
+/// answer for the labels y (a conditional model, or classifier-free guidance under it), else its
+/// unconditional one (y = nil), as for an unconditional model (Dhariwal & Nichol 2021, Algorithm 2
+/// conditions eps on y when the model takes labels).
 public final class ClassifierGuided: EpsPredictor {
     public let base: EpsPredictor
     public let scale: Double
     public let schedule: Schedule
     public let gradient: ([Float], [Int], [Int]) throws -> [Float]
-    public init(_ base: EpsPredictor, schedule: Schedule, scale: Double, gradient: @escaping ([Float], [Int], [Int]) throws -> [Float]) {
-        self.base = base; self.schedule = schedule; self.scale = scale; self.gradient = gradient
+    public let conditional: Bool
+    public init(_ base: EpsPredictor, schedule: Schedule, scale: Double, conditional: Bool = false,
+                gradient: @escaping ([Float], [Int], [Int]) throws -> [Float]) {
+        self.base = base; self.schedule = schedule; self.scale = scale; self.conditional = conditional; self.gradient = gradient
     }
     public var sampleShape: [Int] { base.sampleShape }
     public var learnsVariance: Bool { base.learnsVariance }
@@ -141,7 +146,7 @@ public final class ClassifierGuided: EpsPredictor {
     public var describe: String { base.describe + " + classifier" }
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
         guard let y else { throw DDPMError("classifier guidance needs class labels") }
-        var p = try base.checkedPredict(x: x, t: t, y: nil)
+        var p = try base.checkedPredict(x: x, t: t, y: conditional ? y : nil)
         let g = try gradient(x, t, y)
         guard g.count == x.count else { throw DDPMError("classifier gradient has \(g.count) values for \(x.count) inputs") }
         p.eps = Guidance.classifier(eps: p.eps, gradient: g, sqrtOneMinusAlphaBar: t.map { schedule.sqrtOneMinusAlphaBar[$0] }, scale: scale)

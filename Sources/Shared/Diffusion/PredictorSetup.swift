@@ -21,6 +21,23 @@ public enum GuidanceSpec: Sendable, Equatable {
     case classifierFree(scale: Double, rescale: Double)
     /// eps - sqrt(1 - abar_t) S grad log p(y | x_t) with the classifier file at `path`.
     case classifier(path: String, scale: Double)
+    /// Classifier-free guidance first, then the classifier's gradient on the guided eps.
+    case combined(scale: Double, rescale: Double, classifier: String, classifierScale: Double)
+
+    /// The classifier-free part (W, phi), if any.
+    public var classifierFree: (scale: Double, rescale: Double)? {
+        switch self {
+        case .classifierFree(let w, let phi), .combined(let w, let phi, _, _): return (w, phi)
+        case .classifier: return nil
+        }
+    }
+    /// The classifier part (file, S), if any.
+    public var classifier: (path: String, scale: Double)? {
+        switch self {
+        case .classifier(let p, let s), .combined(_, _, let p, let s): return (p, s)
+        case .classifierFree: return nil
+        }
+    }
 }
 
 public struct PredictorSpec: Sendable {
@@ -46,14 +63,13 @@ public struct PredictorSpec: Sendable {
             throw DDPMError("predictor timeout must be a positive number of seconds, got \(timeout)")
         }
         if let label, label < 0 { throw DDPMError("label \(label) is negative") }
-        switch guidance {
-        case .classifierFree(let w, let phi)?:
+        if let (w, phi) = guidance?.classifierFree {
             guard w.isFinite else { throw DDPMError("guidance scale must be finite, got \(w)") }
             guard phi >= 0 && phi <= 1 else { throw DDPMError("guidance rescale must lie in [0, 1], got \(phi)") }
-        case .classifier(_, let s)?:
+        }
+        if let (_, s) = guidance?.classifier {
             guard s.isFinite else { throw DDPMError("classifier guidance scale must be finite, got \(s)") }
             guard case .model = source else { throw DDPMError("classifier guidance needs a model file as the noise predictor") }
-        case nil: break
         }
         if weights != .ema && !isModel { throw DDPMError("the weight choice '\(weights.rawValue)' applies to model files only") }
     }
@@ -111,10 +127,9 @@ public final class PredictorSetup {
                 throw DDPMError("sample shape \(sampleShape.map(String.init).joined(separator: ",")) differs from the model's data shape \(shape.map(String.init).joined(separator: ","))")
             }
         }
-        let classifierGuided: Bool
-        if case .classifier? = spec.guidance { classifierGuided = true } else { classifierGuided = false }
+        let classifierGuided = spec.guidance?.classifier != nil
         if let k = classes {
-            if case .classifierFree? = spec.guidance, k == 0 {
+            if spec.guidance?.classifierFree != nil, k == 0 {
                 throw DDPMError("classifier-free guidance needs a class-conditional model; \(Self.name(spec.source)) is unconditional (trained without labels)")
             }
             if let label = spec.label {
@@ -123,10 +138,10 @@ public final class PredictorSetup {
             }
         }
         var guided = base
-        switch spec.guidance {
-        case .classifierFree(let w, let phi)?:
+        if let (w, phi) = spec.guidance?.classifierFree {
             guided = ClassifierFreeGuided(base, scale: w, rescale: phi, schedule: sched)
-        case .classifier(let path, let s)?:
+        }
+        if let (path, s) = spec.guidance?.classifier {
             let c = try ClassifierGradient(model: try ModelFile.load(path: path, weights: spec.weights), path: path)
             if let shape, c.network.inputShape != shape {
                 throw DDPMError("the classifier's input shape \(c.network.inputShape) differs from the model's \(shape)")
@@ -135,8 +150,10 @@ public final class PredictorSetup {
             if let label = spec.label, label >= c.classes {
                 throw DDPMError("label \(label) is outside the classifier's classes 0 ... \(c.classes - 1)")
             }
-            guided = ClassifierGuided(base, schedule: sched, scale: s, gradient: { try c.gradient(x: $0, t: $1, y: $2) })
-        case nil: break
+            // On the conditional eps when the model is conditional (or classifier-free guided), else the unconditional one.
+            let conditional = spec.guidance?.classifierFree != nil || (classes ?? 0) > 0
+            guided = ClassifierGuided(guided, schedule: sched, scale: s, conditional: conditional,
+                                      gradient: { try c.gradient(x: $0, t: $1, y: $2) })
         }
         self.base = base
         self.predictor = guided
@@ -174,12 +191,12 @@ public final class PredictorSetup {
                 meta["conditioning"] = classes == 0 ? "unconditional model" : "null class (unconditional)"
             }
         }
-        switch spec.guidance {
-        case .classifier(let path, let s)?:
+        if let (path, s) = spec.guidance?.classifier {
             meta["classifier"] = path; meta["classifier_scale"] = "\(s)"; meta["guidance_kind"] = "classifier"
-        case .classifierFree(let w, let phi)?:
-            meta["guidance"] = "\(w)"; meta["guidance_rescale"] = "\(phi)"; meta["guidance_kind"] = "classifier-free"
-        case nil: break
+        }
+        if let (w, phi) = spec.guidance?.classifierFree {
+            meta["guidance"] = "\(w)"; meta["guidance_rescale"] = "\(phi)"
+            meta["guidance_kind"] = spec.guidance?.classifier != nil ? "classifier-free + classifier" : "classifier-free"
         }
         if let label = spec.label { meta["label"] = String(label) }
         return meta

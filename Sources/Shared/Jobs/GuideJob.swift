@@ -45,6 +45,10 @@ public struct PredictorServer {
             if phi != 0 { meta["guidance_rescale"] = "\(phi)" }
         case .classifier(let path, let s)?:
             meta["guidance"] = "\(s)"; meta["guidance_kind"] = "classifier"; meta["classifier"] = path
+        case .combined(let w, let phi, let path, let s)?:
+            meta["guidance"] = "\(w)"; meta["guidance_kind"] = "classifier-free + classifier"
+            if phi != 0 { meta["guidance_rescale"] = "\(phi)" }
+            meta["classifier"] = path; meta["classifier_scale"] = "\(s)"
         case nil: break
         }
         var rules = BatchRules(sampleShape: base.sampleShape.isEmpty ? nil : base.sampleShape, timesteps: true, T: sched.T)

@@ -33,7 +33,7 @@ public struct SampleJob {
         let template = try options.makeSolver(schedule: sched)
         let plan = template.plan
         let label = setup.spec.label
-        if case .classifier? = setup.spec.guidance, label == nil, reader == nil {
+        if setup.spec.guidance?.classifier != nil, label == nil, reader == nil {
             throw DDPMError("classifier guidance needs a label (or 'y' in the input frames)")
         }
         if let k = setup.classes, k > 0, label == nil, setup.spec.guidance == nil, reader == nil, !quiet {
