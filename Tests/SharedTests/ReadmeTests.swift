@@ -43,6 +43,7 @@ final class ReadmeTests: XCTestCase {
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
         XCTAssertTrue(files.contains { $0.hasPrefix("out") && $0.hasSuffix(".png") }, "to-png wrote \(files)")
         XCTAssertTrue(files.contains("xt.st"))
+        XCTAssertTrue(files.contains("moons0.st") && files.contains { $0.hasPrefix("inpainted") && $0.hasSuffix(".png") }, "inversion and inpainting wrote \(files)")
         // evaluate's table: one line per figure, the noised digits against the clean ones.
         for figure in ["fd-features", "fd-logits", "is", "precision", "recall"] {
             XCTAssertTrue(outText.contains("\n" + figure + " "), "evaluate printed \(figure):\n\(outText)")
