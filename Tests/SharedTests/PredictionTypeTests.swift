@@ -262,18 +262,6 @@ final class PredictionTypeTests: XCTestCase {
 
     // MARK: model files through the tools
 
-    func run(_ tool: String, _ args: [String], stdin: Data? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> Data {
-        let r = try runTool(tool, args, stdin: stdin)
-        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)", file: file, line: line)
-        return r.stdout
-    }
-
-    func fails(_ tool: String, _ args: [String], stdin: Data? = nil, _ expect: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let r = try runTool(tool, args, stdin: stdin)
-        XCTAssertEqual(r.status, 1, "\(args) should fail; stderr: \(r.stderr)", file: file, line: line)
-        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line expected: \(r.stderr)", file: file, line: line)
-        XCTAssertTrue(r.stderr.hasPrefix("\(tool): ") && r.stderr.contains(expect), "'\(expect)' not in: \(r.stderr)", file: file, line: line)
-    }
 
     func testVPredictionModelFileSamplesBoundsAndResumes() throws {
         let dir = temporaryDirectory()

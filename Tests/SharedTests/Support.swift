@@ -33,6 +33,23 @@ func runTool(_ name: String, _ args: [String], stdin: Data? = nil, stdinFile: St
     return RunResult(status: r.status, stdout: r.stdout, stderr: r.stderr)
 }
 
+extension XCTestCase {
+    /// Runs a tool that must succeed; its stdout.
+    func run(_ tool: String, _ args: [String], stdin: Data? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> Data {
+        let r = try runTool(tool, args, stdin: stdin)
+        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)", file: file, line: line)
+        return r.stdout
+    }
+
+    /// Runs a tool that must fail with one line on stderr, prefixed by the tool, holding `expect`.
+    func fails(_ tool: String, _ args: [String], stdin: Data? = nil, _ expect: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try runTool(tool, args, stdin: stdin)
+        XCTAssertEqual(r.status, 1, "\(args) should fail; stderr: \(r.stderr)", file: file, line: line)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line expected: \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.hasPrefix("\(tool): ") && r.stderr.contains(expect), "'\(expect)' not in: \(r.stderr)", file: file, line: line)
+    }
+}
+
 /// A fresh temporary directory for one test.
 func temporaryDirectory() -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("ddpm-test-\(UUID().uuidString)")

@@ -115,6 +115,12 @@ public final class ExternalPredictor: EpsPredictor {
     /// Closes the predictor's stdin and waits briefly for it to exit (then stops its process group).
     public func close() {
         guard !closed else { return }
+        endInput()
+        release()
+    }
+
+    /// Closes the predictor's stdin and lets it exit: 5 s, then SIGTERM, 2 s, then SIGKILL.
+    private func endInput() {
         closed = true
         disarm()
         Glibc.close(toChild); toChildOpen = false
@@ -122,7 +128,6 @@ public final class ExternalPredictor: EpsPredictor {
             kill(-pid, SIGTERM)
             if !hasExited(within: 2) { kill(-pid, SIGKILL); _ = hasExited(within: 1) }
         }
-        release()
     }
 
     /// The end of a successful run: closes the predictor's stdin, lets it exit (as `close`), and
@@ -130,13 +135,7 @@ public final class ExternalPredictor: EpsPredictor {
     /// which no later request would reveal).
     public func finish() throws {
         guard !closed else { return }
-        closed = true
-        disarm()
-        Glibc.close(toChild); toChildOpen = false
-        if !hasExited(within: 5) {
-            kill(-pid, SIGTERM)
-            if !hasExited(within: 2) { kill(-pid, SIGKILL); _ = hasExited(within: 1) }
-        }
+        endInput()
         let extra = calls > 0 && pending()
         release()
         if extra {

@@ -86,16 +86,9 @@ public struct InpaintJob {
         meta["tool"] = "denoise"; meta["inpaint"] = "repaint"; meta["seed"] = String(seed)
         meta["sampler"] = options.kind.rawValue; meta["steps"] = String(plan.stepCount); meta["spacing"] = options.spacing.rawValue
         meta["jump"] = String(repaint.jump); meta["resample"] = String(repaint.resample); meta["clip"] = String(options.clip)
-        var rules = setup.rules(sampleShape: sampleShape)
-        rules.timesteps = false
         let d = sampleShape.reduce(1, *)
         var index = offset
-        var frameNo = 0
-        while let f = try reader.next() {
-            if f.kind == "schedule" { continue }
-            frameNo += 1
-            let input = try Batch(frame: f, index: frameNo, rules: rules)
-            let labels = try setup.labels(frameLabels: input.y, count: input.count, frame: frameNo)
+        let frames = try setup.eachDataFrame(reader, sampleShape: sampleShape) { input, labels, frameNo in
             let progress = Progress(label: "inpaint", total: input.count * moves, quiet: quiet)
             for c in input.chunks(of: batch) {
                 let known = input.samples(c)
@@ -115,6 +108,6 @@ public struct InpaintJob {
                 index += b
             }
         }
-        if frameNo == 0 { throw DDPMError("no x_0 frames on stdin to inpaint") }
+        if frames == 0 { throw DDPMError("no x_0 frames on stdin to inpaint") }
     }
 }

@@ -27,15 +27,8 @@ public struct InvertJob {
         meta["tool"] = "denoise"; meta["inverted"] = "ddim"
         meta["steps"] = String(plan.stepCount); meta["spacing"] = options.spacing.rawValue
         meta["start_t"] = String(plan.startTimestep)
-        var rules = setup.rules(sampleShape: sampleShape)
-        rules.timesteps = false
         let d = sampleShape.reduce(1, *)
-        var frameNo = 0
-        while let f = try reader.next() {
-            if f.kind == "schedule" { continue }
-            frameNo += 1
-            let input = try Batch(frame: f, index: frameNo, rules: rules)
-            let labels = try setup.labels(frameLabels: input.y, count: input.count, frame: frameNo)
+        let frames = try setup.eachDataFrame(reader, sampleShape: sampleShape) { input, labels, _ in
             let progress = Progress(label: "invert", total: input.count * plan.stepCount, quiet: quiet)
             for c in input.chunks(of: batch) {
                 var x = input.samples(c)
@@ -60,6 +53,6 @@ public struct InvertJob {
                 try writer.write(out)
             }
         }
-        if frameNo == 0 { throw DDPMError("no x_0 frames on stdin to invert") }
+        if frames == 0 { throw DDPMError("no x_0 frames on stdin to invert") }
     }
 }
