@@ -110,11 +110,32 @@ def write(name, cfg, seed):
     return model
 
 
+def ddim50(model, name):
+    """DDIM, 50 steps, eta 0, from a fixed x_T: DDIMScheduler with leading spacing, steps_offset 0,
+    set_alpha_to_one, no clipping (the visited t are 980, 960, ..., 0); NAME/ddim50.safetensors
+    holds x_T and the result x_0."""
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                          clip_sample=False, set_alpha_to_one=True, steps_offset=0, prediction_type="epsilon")
+    sched.set_timesteps(50)
+    g = torch.Generator().manual_seed(50)
+    c, s = model.config.in_channels, model.config.sample_size
+    x_T = torch.randn((4, c, s, s), generator=g)
+    x = x_T.clone()
+    with torch.no_grad():
+        for t in sched.timesteps:
+            eps = model(x, t).sample
+            x = sched.step(eps, t, x, eta=0.0).prev_sample
+    save_file({"x_T": x_T, "x_0": x.contiguous(), "timesteps": sched.timesteps.clone()},
+              os.path.join(ROOT, name, "ddim50.safetensors"))
+    print(f"{name}: DDIM-50 over t = {sched.timesteps[0]} ... {sched.timesteps[-1]}", file=sys.stderr)
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     for seed, (name, cfg) in enumerate(FIXTURES.items()):
         model = write(name, cfg, seed)
         if name == PIPELINE:
+            ddim50(model, name)
             pipe = os.path.join(ROOT, name + "-pipeline")
             shutil.rmtree(pipe, ignore_errors=True)
             model.save_pretrained(os.path.join(pipe, "unet"), safe_serialization=True)

@@ -154,7 +154,8 @@ public enum DiffusersUNet {
             ("block_out_channels", .array(boc.map(s.int))), ("center_input_sample", .bool(c.centerInput)),
             ("class_embed_type", .null), ("down_block_types", strings(down)),
             ("downsample_padding", s.int(c.downsamplePadding)), ("downsample_type", .string("conv")),
-            ("dropout", s.float(Double("\(c.dropout)")!)),   // Float's shortest decimal: 0.1, not 0.10000000149 ("flip_sin_to_cos", .bool(c.flipSinToCos)),
+            ("dropout", s.float(Double("\(c.dropout)")!)),   // Float's shortest decimal: 0.1, not 0.10000000149
+            ("flip_sin_to_cos", .bool(c.flipSinToCos)),
             ("freq_shift", s.int(c.freqShift)), ("in_channels", s.int(c.inShape[0])),
             ("layers_per_block", s.int(c.resBlocks)),
             ("mid_block_scale_factor", c.midScale == c.midScale.rounded() ? s.int(Int(c.midScale)) : s.float(c.midScale)),
