@@ -278,4 +278,27 @@ final class DiffusersTests: XCTestCase {
         XCTAssertEqual(samples.reduce(0) { $0 + ((try? $1.require("x").shape.first) ?? 0) }, 16)
         try assertSameDirectory(fixture("cifar-small-pipeline"), dir.appendingPathComponent("exported").path)
     }
+
+    /// The diffusers options have a backward too (so an imported network trains): finite
+    /// differences on a small U-Net with all of them on, the wiring check of NNUNetTests
+    /// (same tolerances and their reasons, NNGradCheck.swift) through scale_shift's modulated
+    /// GroupNorm, the mid block's output scale, the mid attention without GroupNorm, the
+    /// asymmetrically padded downsampler and the input centring.
+    func testDiffusersOptionsGradients() throws {
+        var c = UNetConfig(inShape: [1, 8, 8], channels: 8, mults: [1, 2], resBlocks: 1, attnResolutions: [4],
+                           heads: 2, groups: 2, dropout: 0, classes: 3, learnSigma: true, seed: 5)
+        c.normEps = 1e-6; c.flipSinToCos = false; c.freqShift = 1; c.downsamplePadding = 0; c.scaleShift = true
+        c.midScale = 1.4142135623730951; c.midAttentionNorm = false; c.centerInput = true
+        let net = try UNet(config: c)
+        // the options change the function (against the same weights without them)
+        let plain = try UNet(config: UNetConfig(inShape: [1, 8, 8], channels: 8, mults: [1, 2], resBlocks: 1,
+                                                attnResolutions: [4], heads: 2, groups: 2, dropout: 0, classes: 3,
+                                                learnSigma: true, seed: 5))
+        XCTAssertNotEqual(net.parameters.count, plain.parameters.count)   // no mid GroupNorm; the same names otherwise
+        randomizeParameters(net.parameters, seed: 21, scale: 0.3)
+        let t = [3, 900], y = [1, 3]
+        gradCheck("diffusers-options UNet", input: testNormals(2 * 64, seed: 22), params: net.parameters,
+                  forward: { net.forward($0, t: t, y: y, training: true) },
+                  backward: { net.backward($0) }, coords: 6, abs: 2e-3, minGradient: 1e-4)
+    }
 }
