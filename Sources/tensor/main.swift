@@ -2,7 +2,8 @@
 // stream, and scatter plots. Each subcommand only turns its options into typed values and calls
 // a job of Shared/IO (Import.swift, Export.swift, Stats.swift, Reshape.swift); flag rules are
 // checked in its validate(). The subcommands: ImportCommands.swift (from-*), ExportCommands.swift
-// (to-png, to-npy), PointCommands.swift (toy, scatter), StreamCommands.swift (info, reshape).
+// (to-png, to-npy), PointCommands.swift (toy, scatter), StreamCommands.swift (info, reshape),
+// DiffusersCommands.swift (to-diffusers, from-diffusers).
 import ArgumentParser
 import Shared
 
@@ -23,7 +24,8 @@ struct TensorTool: ParsableCommand {
         """,
         version: toolkitVersion,
         subcommands: [FromPNG.self, ToPNG.self, FromIDX.self, FromNPY.self, ToNPY.self, FromRaw.self,
-                      Info.self, Toy.self, Scatter.self, ReshapeCommand.self])
+                      Info.self, Toy.self, Scatter.self, ReshapeCommand.self,
+                      ToDiffusers.self, FromDiffusers.self])
 
     static func main() { runTool() }
 }

@@ -95,7 +95,7 @@ final class NNLayerTests: XCTestCase {
         let y = fwd(x)
         // Reference in Double, token-major as the peer describes it.
         let gn = GroupNorm("ref", channels: C, groups: 2, fusedSiLU: false, ParameterFactory(seed: 0))
-        gn.gamma.value.assign(Array(at.norm.gamma.value)); gn.beta.value.assign(Array(at.norm.beta.value))
+        gn.gamma.value.assign(Array(at.norm!.gamma.value)); gn.beta.value.assign(Array(at.norm!.beta.value))
         let nrm = x.withUnsafeBufferPointer { arr(gn.forward($0.baseAddress!, n: n, hw: P), n * C * P) }
         func lin(_ W: Parameter, _ B: Parameter, _ v: [Double]) -> [Double] {
             (0..<C).map { o in Double(B.value[o]) + (0..<C).reduce(0.0) { $0 + Double(W.value[o * C + $1]) * v[$1] } }

@@ -12,7 +12,7 @@ extension DecoderKind: ExpressibleByArgument {}
 /// The noise predictor of `denoise`: a model file, a predictor process or an analytic one, with
 /// classifier-free or classifier guidance.
 public struct PredictorArguments: ParsableArguments {
-    @Option(help: "Model file written by train: its network predicts eps (and v); its schedule and data shape are used.")
+    @Option(help: "Model file written by train, or a diffusers UNet2DModel or pipeline directory: its network predicts eps (and v), or x0 or v; its schedule and data shape are used.")
     public var model: String?
     @Option(help: "Weights of --model: ema or raw.") public var weights: WeightChoice = .ema
     @Option(help: "Predictor command, run once via /bin/sh -c, answering 'eps' (and 'v') frames for 'x','t','y' frames.")

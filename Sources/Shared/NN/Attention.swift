@@ -2,27 +2,33 @@
 // peer's "Attention(C)" (diffusers Attention with its own GroupNorm and residual):
 //   n = GN(x); q, k, v = W_{q,k,v} n + b;  per head h (channels h*d ..< (h+1)*d):
 //   A_h = softmax(q_h^T k_h / sqrt(d)) (rows: queries), o_h = v_h A_h^T;
-//   out = x + W_o o + b_o.
+//   out = (x + W_o o + b_o) / r     (r: diffusers' rescale_output_factor, 1 by default;
+//   without a GroupNorm, n = x: diffusers' mid-block attention under scale_shift).
 // Per sample, everything is kept channel-major [C, P] (P = H*W tokens), so the
 // projections are [C,C]x[C,P] GEMMs and no transposes are needed.
 import Foundation
 
 public final class SpatialAttention {
+    public let name: String
     public let channels: Int, heads: Int
-    public let norm: GroupNorm
+    public let norm: GroupNorm?
+    /// r of out = (x + W_o o + b_o) / r.
+    public let outputScale: Float
     public let wq: Parameter, bq: Parameter, wk: Parameter, bk: Parameter
     public let wv: Parameter, bv: Parameter, wo: Parameter, bo: Parameter
     let ws: Workspace
     let q = Buffer(), k = Buffer(), v = Buffer(), attn = Buffer(), o = Buffer(), out = Buffer()
-    let dO = Buffer(), dQ = Buffer(), dK = Buffer(), dV = Buffer(), dn = Buffer()
+    let dO = Buffer(), dQ = Buffer(), dK = Buffer(), dV = Buffer(), dn = Buffer(), dScaled = Buffer()
     var input: UnsafePointer<Float>? = nil
     var nrm: UnsafePointer<Float>? = nil
     var n = 0, P = 0
 
-    public init(_ name: String, channels: Int, heads: Int, groups: Int, _ f: ParameterFactory, _ ws: Workspace) {
+    /// `groups` 0: no GroupNorm.
+    public init(_ name: String, channels: Int, heads: Int, groups: Int, eps: Float = 1e-5, outputScale: Float = 1,
+                _ f: ParameterFactory, _ ws: Workspace) {
         precondition(heads > 0 && channels % heads == 0, "attention: \(channels) channels not divisible into \(heads) heads")
-        self.channels = channels; self.heads = heads; self.ws = ws
-        norm = GroupNorm(name + ".group_norm", channels: channels, groups: groups, fusedSiLU: false, f)
+        self.name = name; self.channels = channels; self.heads = heads; self.ws = ws; self.outputScale = outputScale
+        norm = groups > 0 ? GroupNorm(name + ".group_norm", channels: channels, groups: groups, eps: eps, fusedSiLU: false, f) : nil
         let bound = 1 / Float(channels).squareRoot()
         func lin(_ s: String) -> (Parameter, Parameter) {
             (f.uniform("\(name).\(s).weight", [channels, channels], bound: bound),
@@ -31,13 +37,13 @@ public final class SpatialAttention {
         (wq, bq) = lin("to_q"); (wk, bk) = lin("to_k"); (wv, bv) = lin("to_v"); (wo, bo) = lin("to_out.0")
     }
 
-    public var parameters: [Parameter] { norm.parameters + [wq, bq, wk, bk, wv, bv, wo, bo] }
+    public var parameters: [Parameter] { (norm?.parameters ?? []) + [wq, bq, wk, bk, wv, bv, wo, bo] }
 
     /// x [n, C, hw] -> [n, C, hw] (own buffer).
     public func forward(_ x: UnsafePointer<Float>, n: Int, hw: Int) -> UnsafeMutablePointer<Float> {
         input = x; self.n = n; P = hw
         let C = channels, H = heads, d = C / H, P = hw, cp = C * P
-        let nr = UnsafePointer(norm.forward(x, n: n, hw: hw))
+        let nr = norm.map { UnsafePointer($0.forward(x, n: n, hw: hw)) } ?? x
         nrm = nr
         let qp = q.ensure(n * cp), kp = k.ensure(n * cp), vp = v.ensure(n * cp)
         let ap = attn.ensure(n * H * P * P), op = o.ensure(n * cp), y = out.ensure(n * cp)
@@ -65,11 +71,22 @@ public final class SpatialAttention {
             }
             BLAS.gemm(false, false, C, P, C, 1, Wo, C, op + s * cp, P, 1, ys, P)
         }
+        if outputScale != 1 {
+            let r = outputScale
+            parallelRanges(n * cp) { range in for i in range { y[i] /= r } }
+        }
         return y
     }
 
-    public func backward(_ dy: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
+    public func backward(_ dyIn: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
         let C = channels, H = heads, d = C / H, P = self.P, cp = C * P, n = self.n
+        var dyScaled = dyIn
+        if outputScale != 1 {   // d(x + W_o o + b_o) = dy / r
+            let r = outputScale, ds = dScaled.ensure(n * cp)
+            parallelRanges(n * cp) { range in for i in range { ds[i] = dyIn[i] / r } }
+            dyScaled = UnsafePointer(ds)
+        }
+        let dy = dyScaled
         let nr = nrm!
         let qp = UnsafePointer(q.ptr), kp = UnsafePointer(k.ptr), vp = UnsafePointer(v.ptr)
         let ap = UnsafePointer(attn.ptr), op = UnsafePointer(o.ptr)
@@ -129,6 +146,11 @@ public final class SpatialAttention {
         }
         // dx = d GN-branch + dy (residual), summed in the GroupNorm's last write, in place
         // in its gradient buffer
+        guard let norm else {
+            let r = dy
+            parallelRanges(n * cp) { range in for i in range { dnp[i] += r[i] } }
+            return dnp
+        }
         return norm.backward(dnp, inPlace: true, residual: dy)
     }
 }

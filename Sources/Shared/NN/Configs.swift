@@ -339,10 +339,22 @@ extension NetworkConfig {
     public var architecture: [String: String] {
         switch self {
         case .unet(let c):
-            return ["arch": "unet", "in_shape": archList(c.inShape), "channels": String(c.channels), "mults": archList(c.mults),
-                    "res_blocks": String(c.resBlocks), "attn": archList(c.attnResolutions), "heads": String(c.heads),
-                    "head_dim": String(c.headDim), "groups": String(c.groups), "dropout": String(c.dropout),
-                    "classes": String(c.classes), "learn_sigma": String(c.learnSigma), "seed": String(c.seed)]
+            var a = ["arch": "unet", "in_shape": archList(c.inShape), "channels": String(c.channels), "mults": archList(c.mults),
+                     "res_blocks": String(c.resBlocks), "attn": archList(c.attnResolutions), "heads": String(c.heads),
+                     "head_dim": String(c.headDim), "groups": String(c.groups), "dropout": String(c.dropout),
+                     "classes": String(c.classes), "learn_sigma": String(c.learnSigma), "seed": String(c.seed)]
+            // the diffusers options, only when not default (older files stay as they were)
+            let d = UNetConfig(inShape: c.inShape)
+            if c.normEps != d.normEps { a["norm_eps"] = String(c.normEps) }
+            if c.flipSinToCos != d.flipSinToCos { a["flip_sin_to_cos"] = String(c.flipSinToCos) }
+            if c.freqShift != d.freqShift { a["freq_shift"] = String(c.freqShift) }
+            if c.downsamplePadding != d.downsamplePadding { a["downsample_padding"] = String(c.downsamplePadding) }
+            if c.scaleShift != d.scaleShift { a["scale_shift"] = String(c.scaleShift) }
+            if c.midScale != d.midScale { a["mid_scale"] = String(c.midScale) }
+            if c.midAttention != d.midAttention { a["mid_attn"] = String(c.midAttention) }
+            if c.midAttentionNorm != d.midAttentionNorm { a["mid_attn_norm"] = String(c.midAttentionNorm) }
+            if c.centerInput != d.centerInput { a["center_input"] = String(c.centerInput) }
+            return a
         case .mlp(let c):
             return ["arch": "mlp", "dim": String(c.dim), "width": String(c.width), "depth": String(c.depth),
                     "temb_dim": String(c.tembDim), "classes": String(c.classes), "learn_sigma": String(c.learnSigma),
@@ -386,6 +398,15 @@ extension NetworkConfig {
             c.classes = try p.int("classes", c.classes)
             c.learnSigma = try p.bool("learn_sigma", c.learnSigma)
             c.seed = try p.uint64("seed", c.seed)
+            c.normEps = try p.double("norm_eps", c.normEps)
+            c.flipSinToCos = try p.bool("flip_sin_to_cos", c.flipSinToCos)
+            c.freqShift = try p.int("freq_shift", c.freqShift)
+            c.downsamplePadding = try p.int("downsample_padding", c.downsamplePadding)
+            c.scaleShift = try p.bool("scale_shift", c.scaleShift)
+            c.midScale = try p.double("mid_scale", c.midScale)
+            c.midAttention = try p.bool("mid_attn", c.midAttention)
+            c.midAttentionNorm = try p.bool("mid_attn_norm", c.midAttentionNorm)
+            c.centerInput = try p.bool("center_input", c.centerInput)
             self = .unet(c)
         case "classifier-unet":
             let d = ClassifierConfig.UNetEncoder()

@@ -60,9 +60,13 @@ public enum ConvAlgorithm: Sendable {
     case auto, im2col, winograd
 }
 
-/// Conv2d with weight [cout, cin, k, k] and bias [cout]; k in {1, 3}, stride in {1, 2}, padding k/2.
+/// Conv2d with weight [cout, cin, k, k] and bias [cout]; k in {1, 3}, stride in {1, 2}, zero padding
+/// k/2 on every side, or (`padLow` 0) none on top/left and k/2 on bottom/right (diffusers'
+/// Downsample2D with padding 0: F.pad(x, (0, 1, 0, 1)) before the stride-2 conv).
 public final class Conv2d {
     public let cin: Int, cout: Int, kernel: Int, stride: Int
+    /// Padding on the top and left (the bottom and right have kernel / 2).
+    public let padLow: Int
     public let weight: Parameter
     public let bias: Parameter
     let ws: Workspace
@@ -75,11 +79,13 @@ public final class Conv2d {
     /// Path of 3x3 stride-1 convolutions (both give the same function to float rounding).
     public var algorithm: ConvAlgorithm = .auto
 
-    public init(_ name: String, _ cin: Int, _ cout: Int, kernel: Int, stride: Int = 1,
+    public init(_ name: String, _ cin: Int, _ cout: Int, kernel: Int, stride: Int = 1, padLow: Int? = nil,
                 zeroInit: Bool = false, _ f: ParameterFactory, _ ws: Workspace) {
         precondition(kernel == 1 || kernel == 3, "Conv2d: kernel 1 or 3")
         precondition(stride == 1 || stride == 2, "Conv2d: stride 1 or 2")
+        precondition(padLow == nil || padLow == kernel / 2 || (padLow == 0 && stride == 2), "Conv2d: low padding 0 only at stride 2")
         self.cin = cin; self.cout = cout; self.kernel = kernel; self.stride = stride; self.ws = ws
+        self.padLow = padLow ?? kernel / 2
         let bound = 1 / Float(cin * kernel * kernel).squareRoot()
         if zeroInit {
             weight = f.constant(name + ".weight", [cout, cin, kernel, kernel], 0)
@@ -96,8 +102,8 @@ public final class Conv2d {
 
     /// Output size for an h x w input.
     public func outputSize(_ h: Int, _ w: Int) -> (Int, Int) {
-        let p = kernel / 2
-        return ((h + 2 * p - kernel) / stride + 1, (w + 2 * p - kernel) / stride + 1)
+        let p = padLow + kernel / 2
+        return ((h + p - kernel) / stride + 1, (w + p - kernel) / stride + 1)
     }
 
     /// im2col for one sample: col[(c, ky, kx), (oy, ox)] = x[c, oy*s + ky - p, ox*s + kx - p] (0 outside).
@@ -106,7 +112,7 @@ public final class Conv2d {
     @inline(__always)
     func im2col(_ x: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>) {
         if kernel == 3 && stride == 1 { im2colPlane3x3(x, col); return }
-        let k = kernel, p = k / 2, s = stride, P = ho * wo
+        let k = kernel, p = padLow, s = stride, P = ho * wo
         for c in 0..<cin {
             let xc = x + c * h * w
             for ky in 0..<k {
@@ -209,7 +215,7 @@ public final class Conv2d {
     @inline(__always)
     func col2im(_ dcol: UnsafeMutablePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
         if kernel == 3 && stride == 1 { col2imPlane3x3(dcol, dx); return }
-        let k = kernel, p = k / 2, s = stride, P = ho * wo
+        let k = kernel, p = padLow, s = stride, P = ho * wo
         dx.initialize(repeating: 0, count: cin * h * w)
         for c in 0..<cin {
             let xc = dx + c * h * w

@@ -1,21 +1,25 @@
 // Timestep and class embeddings.
 import Foundation
 
-/// Sinusoidal timestep embedding (Vaswani et al. 2017, as used by Ho et al. 2020 and
-/// diffusers with flip_sin_to_cos=True, freq_shift=0): with half = dim/2 and
-/// f_i = exp(-ln(10000) i / half), e(t) = [cos(t f_0) .. cos(t f_{half-1}), sin(t f_0) .. sin(t f_{half-1})].
+/// Sinusoidal timestep embedding (Vaswani et al. 2017, as used by Ho et al. 2020; diffusers'
+/// get_timestep_embedding): with half = dim/2, shift s (diffusers' freq_shift, 0 by default) and
+/// f_i = exp(-ln(10000) i / (half - s)), e(t) = [cos(t f_0) .. cos(t f_{half-1}), sin(t f_0) .. sin(t f_{half-1})]
+/// (flip_sin_to_cos true, the default), or [sin .. | cos ..] (false: Ho et al.'s order).
 /// Writes rows [t.count, dim] into out.
-public func sinusoidalEmbedding(_ t: [Int], dim: Int, into out: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
+public func sinusoidalEmbedding(_ t: [Int], dim: Int, flipSinToCos: Bool = true, freqShift: Int = 0,
+                                into out: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
     precondition(dim % 2 == 0, "sinusoid dimension must be even")
     let half = dim / 2
+    precondition(half - freqShift > 0, "sinusoid: frequency shift \(freqShift) leaves no frequencies")
     let stride = rowStride ?? dim
+    let (c0, s0) = flipSinToCos ? (0, half) : (half, 0)
     for (r, tv) in t.enumerated() {
         let row = out + r * stride
         for i in 0..<half {
-            let f = exp(-log(10000.0) * Double(i) / Double(half))
+            let f = exp(-log(10000.0) * Double(i) / Double(half - freqShift))
             let a = Double(tv) * f
-            row[i] = Float(cos(a))
-            row[half + i] = Float(sin(a))
+            row[c0 + i] = Float(cos(a))
+            row[s0 + i] = Float(sin(a))
         }
     }
 }
@@ -24,12 +28,13 @@ public func sinusoidalEmbedding(_ t: [Int], dim: Int, into out: UnsafeMutablePoi
 /// computed once per t): the cos/sin/exp per row were a visible cost of small-net steps.
 public final class SinusoidTable {
     public let dim: Int
+    public let flipSinToCos: Bool, freqShift: Int
     let limit = 1 << 14
     var table: [Float]
     var filled: [Bool]
 
-    public init(dim: Int) {
-        self.dim = dim
+    public init(dim: Int, flipSinToCos: Bool = true, freqShift: Int = 0) {
+        self.dim = dim; self.flipSinToCos = flipSinToCos; self.freqShift = freqShift
         table = []
         filled = []
     }
@@ -44,12 +49,14 @@ public final class SinusoidTable {
         for (r, tv) in t.enumerated() {
             if tv >= 0 && tv < limit {
                 if !filled[tv] {
-                    table.withUnsafeMutableBufferPointer { sinusoidalEmbedding([tv], dim: dim, into: $0.baseAddress! + tv * dim) }
+                    table.withUnsafeMutableBufferPointer {
+                        sinusoidalEmbedding([tv], dim: dim, flipSinToCos: flipSinToCos, freqShift: freqShift, into: $0.baseAddress! + tv * dim)
+                    }
                     filled[tv] = true
                 }
                 table.withUnsafeBufferPointer { (out + r * stride).update(from: $0.baseAddress! + tv * dim, count: dim) }
             } else {
-                sinusoidalEmbedding([tv], dim: dim, into: out + r * stride)
+                sinusoidalEmbedding([tv], dim: dim, flipSinToCos: flipSinToCos, freqShift: freqShift, into: out + r * stride)
             }
         }
     }
@@ -65,10 +72,11 @@ public final class TimeEmbedding {
     let sinusoid = Buffer()
     let table: SinusoidTable
 
-    public init(_ name: String, sinusoidDim: Int, dim: Int, _ f: ParameterFactory) {
+    public init(_ name: String, sinusoidDim: Int, dim: Int, flipSinToCos: Bool = true, freqShift: Int = 0,
+                _ f: ParameterFactory) {
         self.sinusoidDim = sinusoidDim
         self.dim = dim
-        table = SinusoidTable(dim: sinusoidDim)
+        table = SinusoidTable(dim: sinusoidDim, flipSinToCos: flipSinToCos, freqShift: freqShift)
         linear1 = Linear(name + ".linear_1", sinusoidDim, dim, f)
         linear2 = Linear(name + ".linear_2", dim, dim, f)
     }

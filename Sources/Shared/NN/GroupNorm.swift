@@ -4,6 +4,8 @@ import Foundation
 /// Per sample and group of C/groups consecutive channels: xhat = (x - mean) / sqrt(var + eps)
 /// (biased variance over the group's channels x H x W), y = gamma_c xhat + beta_c,
 /// and z = SiLU(y) when `fusedSiLU`. Parallel over samples.
+/// With a per-sample `modulation` [n, 2C] = [scale | shift] (fused only; diffusers' ResnetBlock2D
+/// with time_embedding_norm "scale_shift"): z = SiLU(y (1 + scale_c) + shift_c).
 public final class GroupNorm {
     public let channels: Int, groups: Int
     public let eps: Float
@@ -15,6 +17,7 @@ public final class GroupNorm {
     let stats = Buffer()      // [n, groups, 2]: mean, rstd
     let partials = Buffer()   // [chunks, 2C]: dgamma, dbeta per chunk
     var input: UnsafePointer<Float>? = nil
+    var modulation: UnsafePointer<Float>? = nil
     var n = 0, hw = 0
 
     public init(_ name: String, channels: Int, groups: Int, eps: Float = 1e-5, fusedSiLU: Bool, _ f: ParameterFactory) {
@@ -27,8 +30,10 @@ public final class GroupNorm {
     public var parameters: [Parameter] { [gamma, beta] }
 
     /// x [n, C, hw] -> the layer's own buffer [n, C, hw]. x must stay alive until backward.
-    public func forward(_ x: UnsafePointer<Float>, n: Int, hw: Int) -> UnsafeMutablePointer<Float> {
-        input = x; self.n = n; self.hw = hw
+    public func forward(_ x: UnsafePointer<Float>, n: Int, hw: Int,
+                        modulation mod: UnsafePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
+        precondition(mod == nil || fusedSiLU, "GroupNorm: modulation needs the fused SiLU")
+        input = x; self.n = n; self.hw = hw; modulation = mod
         let C = channels, G = groups, cg = C / G, size = cg * hw
         let y = out.ensure(n * C * hw)
         let st = stats.ensure(n * G * 2)
@@ -55,7 +60,11 @@ public final class GroupNorm {
                     st[(s * G + g) * 2] = m
                     st[(s * G + g) * 2 + 1] = rstd
                     for c in 0..<cg {
-                        let a = ga[g * cg + c] * rstd, b = be[g * cg + c] - m * a
+                        var a = ga[g * cg + c] * rstd, b = be[g * cg + c] - m * a
+                        if let mod {   // (a x + b)(1 + scale) + shift
+                            let k = 1 + mod[s * 2 * C + g * cg + c]
+                            a *= k; b = b * k + mod[s * 2 * C + C + g * cg + c]
+                        }
                         let xr = xs + c * hw, yr = ys + c * hw
                         if fused {
                             siluAffine(xr, yr, hw, a, b)
@@ -76,8 +85,11 @@ public final class GroupNorm {
     /// callers pass it when dy is a consumed gradient buffer, saving one buffer per layer.
     /// `residual` (same shape as x): returns dx + residual, added in the last write instead
     /// of a separate pass (the residual branches of ResBlock and SpatialAttention).
+    /// With a modulation, `modulationGrad` [n, 2C] receives d scale, d shift (written, not added):
+    /// with u = y (1 + scale) + shift, d shift = sum du, d scale = sum du y, and dy = du (1 + scale).
     public func backward(_ dyIn: UnsafeMutablePointer<Float>, inPlace: Bool = false,
-                         residual: UnsafePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
+                         residual: UnsafePointer<Float>? = nil,
+                         modulationGrad: UnsafeMutablePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
         let dy = UnsafePointer(dyIn)
         let x = input!
         let C = channels, G = groups, cg = C / G, hw = self.hw, n = self.n
@@ -86,6 +98,8 @@ public final class GroupNorm {
         let st = UnsafePointer(stats.ptr)
         let ga = UnsafePointer(gamma.w), be = UnsafePointer(beta.w)
         let fused = fusedSiLU
+        let mod = modulation
+        precondition(mod == nil || modulationGrad != nil, "GroupNorm backward: a modulated forward needs modulationGrad")
         let chunks = reductionChunks(n)
         let part = partials.zeroed(chunks * 2 * C)
         parallelFor(chunks) { ch in
@@ -101,16 +115,29 @@ public final class GroupNorm {
                         let ci = g * cg + c
                         let xr = x + base + c * hw, dyr = dy + base + c * hw, dxr = dx + base + c * hw
                         let (dbet, dyx): (Float, Float)
+                        var k: Float = 1
                         if fused {
-                            let a = ga[ci] * rstd, b = be[ci] - m * a
-                            (dbet, dyx) = siluGradAffineSums(xr, dyr, dxr, hw, a, b)
+                            var a = ga[ci] * rstd, b = be[ci] - m * a
+                            if let mod, let mg = modulationGrad {
+                                k = 1 + mod[s * 2 * C + ci]
+                                let b0 = b
+                                a *= k; b = b * k + mod[s * 2 * C + C + ci]
+                                (dbet, dyx) = siluGradAffineSums(xr, dyr, dxr, hw, a, b)
+                                // d scale = sum du (gamma xhat + beta), d shift = sum du
+                                mg[s * 2 * C + ci] = ga[ci] * rstd * dyx + b0 * dbet
+                                mg[s * 2 * C + C + ci] = dbet
+                            } else {
+                                (dbet, dyx) = siluGradAffineSums(xr, dyr, dxr, hw, a, b)
+                            }
                         } else {
                             (dbet, dyx) = vsumAndDot(dyr, xr, hw)
                         }
-                        let dgam = rstd * (dyx - m * dbet)
+                        // the GroupNorm output's gradient is du k (k = 1 + scale; 1 unmodulated)
+                        let dgam = k * (rstd * (dyx - m * dbet))
+                        let dbk = k * dbet
                         pg[ci] += dgam
-                        pb[ci] += dbet
-                        sumG += dbet * ga[ci]
+                        pb[ci] += dbk
+                        sumG += dbk * ga[ci]
                         sumGX += dgam * ga[ci]
                     }
                     // pass 2: dx = rstd (dy' gamma - mean(g) - xhat mean(g xhat)), g = dy' gamma
@@ -120,7 +147,8 @@ public final class GroupNorm {
                         let ci = g * cg + c
                         let xr = x + base + c * hw, dxr = dx + base + c * hw
                         let src = fused ? UnsafePointer(dxr) : dy + base + c * hw
-                        let a = rstd * ga[ci], b = -rstd * rstd * meanGX
+                        let k: Float = mod.map { 1 + $0[s * 2 * C + ci] } ?? 1
+                        let a = k * (rstd * ga[ci]), b = -rstd * rstd * meanGX
                         let cst = rstd * (-meanG + m * rstd * meanGX)
                         if let res = residual {
                             vaxpbycr(src, a, xr, b, cst, res + base + c * hw, dxr, hw)

@@ -135,10 +135,14 @@ public enum ModelFile {
         return LoadedModel(network: network, schedule: try schedule(of: frame), metadata: frame.metadata, frame: frame)
     }
 
-    /// `load(frame:)` on the first frame of a file; errors name the file.
+    /// `load(frame:)` on the first frame of a file, or a diffusers directory; errors name the path.
     public static func load(path: String, weights: WeightChoice = .ema,
                             factory: ([String: String]) throws -> Network = makeAnyNetwork(architecture:)) throws -> LoadedModel {
-        do { return try load(frame: try Frame.load(path: path), weights: weights, factory: factory) }
+        do {
+            // a diffusers UNet2DModel or pipeline directory (NN/Diffusers; one set of weights)
+            if DiffusersDirectory.isDirectory(path) { return try DiffusersDirectory.load(directory: path, factory: factory) }
+            return try load(frame: try Frame.load(path: path), weights: weights, factory: factory)
+        }
         catch let e as DDPMError { throw DDPMError("\(path): \(e.message)") }
     }
 }

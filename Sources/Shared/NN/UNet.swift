@@ -4,6 +4,11 @@
 // downsamplers, a mid block (res, attention, res), up levels of res_blocks+1
 // residual blocks each fed cat([h, skip]) from the skip stack, nearest x2 + conv
 // upsamplers, then GroupNorm-SiLU-conv_out.
+// The diffusers options that DDPM checkpoints use (UNetConfig's second group of fields; their
+// defaults are this network's own): GroupNorm eps, the sinusoid's order and frequency shift,
+// downsample padding 0 (pad (0,1,0,1) before the stride-2 conv), scale-shift time conditioning,
+// the mid block's output scale, its attention (and that attention's GroupNorm), input centring
+// x -> 2x - 1.
 import Foundation
 
 /// Hyper-parameters of a U-Net (`arch = unet`; the `arch.*` keys of a model file, typed).
@@ -20,6 +25,16 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public var classes: Int             // 0: unconditional; else K classes + null class K
     public var learnSigma: Bool         // doubled output channels [eps | v]
     public var seed: UInt64
+    // diffusers UNet2DModel options (arch.* keys written only when not default)
+    public var normEps: Double = 1e-5          // norm_eps: every GroupNorm's eps
+    public var flipSinToCos: Bool = true       // flip_sin_to_cos: sinusoid [cos | sin] (false: [sin | cos])
+    public var freqShift: Int = 0              // freq_shift: f_i = exp(-ln(10^4) i / (half - shift))
+    public var downsamplePadding: Int = 1      // downsample_padding: 1 symmetric, 0 pad (0,1,0,1)
+    public var scaleShift: Bool = false        // resnet_time_scale_shift "scale_shift"
+    public var midScale: Double = 1            // mid_block_scale_factor: mid outputs divided by it
+    public var midAttention: Bool = true       // add_attention
+    public var midAttentionNorm: Bool = true   // the mid attention's GroupNorm (diffusers: none under scale_shift)
+    public var centerInput: Bool = false       // center_input_sample: x -> 2x - 1
 
     /// The defaults here are the U-Net's only ones (`train` without flags, absent `arch.*` keys,
     /// the help text): 16 channels, mults 1,2,2, one residual block per level, attention only in
@@ -70,13 +85,19 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         if !(0...lim.width).contains(heads) { out.append(ConfigIssue("heads", "\(heads) attention heads: must lie in 0 ... \(lim.width) (0: channels / head_dim)")) }
         if !(1...lim.width).contains(headDim) { out.append(ConfigIssue("head_dim", "attention head width \(headDim) must lie in 1 ... \(lim.width)")) }
         if out.isEmpty {
-            for (i, m) in mults.enumerated() where attnResolutions.contains(inShape[1] >> i) || i == mults.count - 1 {
+            for (i, m) in mults.enumerated() where attnResolutions.contains(inShape[1] >> i) || (i == mults.count - 1 && midAttention) {
                 let c = channels * m, h = headsFor(c)
                 if c % h != 0 { out.append(ConfigIssue(heads > 0 ? "heads" : "head_dim", "\(c) attention channels are not divisible into \(h) heads")); break }
             }
         }
         if !(dropout >= 0 && dropout < 1) { out.append(ConfigIssue("dropout", "dropout probability \(dropout) must lie in [0, 1)")) }
         if !(0...lim.classes).contains(classes) { out.append(ConfigIssue("classes", "\(classes) classes: must lie in 0 ... \(lim.classes)")) }
+        if !(normEps > 0 && normEps <= 1) { out.append(ConfigIssue("norm_eps", "GroupNorm eps \(normEps) must lie in (0, 1]")) }
+        if !(0..<(sinusoidDim / 2)).contains(freqShift) {
+            out.append(ConfigIssue("freq_shift", "frequency shift \(freqShift) must lie in 0 ... \(sinusoidDim / 2 - 1) (half the sinusoid width, less one)"))
+        }
+        if !(0...1).contains(downsamplePadding) { out.append(ConfigIssue("downsample_padding", "downsample padding \(downsamplePadding) must be 0 or 1")) }
+        if !(midScale >= 1e-3 && midScale <= 1e3) { out.append(ConfigIssue("mid_scale", "mid-block output scale \(midScale) must lie in 0.001 ... 1000")) }
         if out.isEmpty, let issue = parameterIssue(parameterCount) { out.append(issue) }
         return out
     }
@@ -91,22 +112,25 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         let ch = channels, temb = tembDim
         var n = linearCount(sinusoidDim, temb) + linearCount(temb, temb) + (classes > 0 ? (classes + 1) * temb : 0)
         n += convCount(inShape[0], ch, 3)
-        func attn(_ c: Int) -> Int { 2 * c + 4 * linearCount(c, c) }
+        func attn(_ c: Int, norm: Bool = true) -> Int { (norm ? 2 * c : 0) + 4 * linearCount(c, c) }
+        func resCount(_ a: Int, _ b: Int, temb: Int) -> Int {   // scale_shift: time_emb_proj gives 2b
+            resBlockCount(a, b, temb: temb) + (scaleShift ? linearCount(temb, b) : 0)
+        }
         var skip = [ch], cur = ch, size = inShape[1]
         for (i, m) in mults.enumerated() {
             let out = ch * m, hasAttn = attnResolutions.contains(size)
             for _ in 0..<resBlocks {
-                n += resBlockCount(cur, out, temb: temb) + (hasAttn ? attn(out) : 0)
+                n += resCount(cur, out, temb: temb) + (hasAttn ? attn(out) : 0)
                 cur = out
                 skip.append(cur)
             }
             if i != mults.count - 1 { n += convCount(cur, cur, 3); skip.append(cur); size /= 2 }
         }
-        n += 2 * resBlockCount(cur, cur, temb: temb) + attn(cur)
+        n += 2 * resCount(cur, cur, temb: temb) + (midAttention ? attn(cur, norm: midAttentionNorm) : 0)
         for (i, m) in mults.enumerated().reversed() {
             let out = ch * m, hasAttn = attnResolutions.contains(size)
             for _ in 0...resBlocks {
-                n += resBlockCount(cur + skip.removeLast(), out, temb: temb) + (hasAttn ? attn(out) : 0)
+                n += resCount(cur + skip.removeLast(), out, temb: temb) + (hasAttn ? attn(out) : 0)
                 cur = out
             }
             if i != 0 { n += convCount(cur, cur, 3); size *= 2 }
@@ -138,6 +162,10 @@ public final class UNet: Network {
     public var profile = false
     public private(set) var opTimes: [Double] = []
     public private(set) var opNames: [String] = []
+    /// Called by forward with the activations at diffusers' block boundaries (`conv_in`,
+    /// `down_blocks.i`, `mid_block`, `up_blocks.k`; [n, C, H, W]): layer-by-layer comparison.
+    public var tap: ((String, UnsafeBufferPointer<Float>) -> Void)?
+    var boundaries: [Int: String] = [:]
 
     let ws: Workspace
     let timeEmbedding: TimeEmbedding
@@ -160,19 +188,25 @@ public final class UNet: Network {
         let f = ParameterFactory(seed: config.seed)
         let ch = config.channels, groups = config.groups, temb = config.tembDim
         let p = config.dropout
-        timeEmbedding = TimeEmbedding("time_embedding", sinusoidDim: config.sinusoidDim, dim: temb, f)
+        timeEmbedding = TimeEmbedding("time_embedding", sinusoidDim: config.sinusoidDim, dim: temb,
+                                      flipSinToCos: config.flipSinToCos, freqShift: config.freqShift, f)
         classEmbedding = config.classes > 0 ? ClassEmbedding("class_embedding", classes: config.classes, dim: temb, f) : nil
         outChannels = config.learnSigma ? 2 * config.inShape[0] : config.inShape[0]
         var ops: [(Op, Bool)] = []
         var layer: UInt64 = 0
-        func res(_ name: String, _ a: Int, _ b: Int) -> Op {
+        let eps = Float(config.normEps), midScale = Float(config.midScale)
+        func res(_ name: String, _ a: Int, _ b: Int, scale: Float = 1) -> Op {
             layer += 1
-            return .res(ResBlock(name, a, b, tembDim: temb, groups: groups, dropout: p, layer: layer, f, ws))
+            return .res(ResBlock(name, a, b, tembDim: temb, groups: groups, dropout: p, layer: layer, eps: eps,
+                                 scaleShift: config.scaleShift, outputScale: scale, f, ws))
         }
-        func attn(_ name: String, _ c: Int) -> Op {
-            .attn(SpatialAttention(name, channels: c, heads: config.headsFor(c), groups: groups, f, ws))
+        func attn(_ name: String, _ c: Int, norm: Bool = true, scale: Float = 1) -> Op {
+            .attn(SpatialAttention(name, channels: c, heads: config.headsFor(c), groups: norm ? groups : 0, eps: eps,
+                                   outputScale: scale, f, ws))
         }
+        var boundaries: [Int: String] = [:]
         ops.append((.conv(Conv2d("conv_in", config.inShape[0], ch, kernel: 3, f, ws)), true))
+        boundaries[0] = "conv_in"
         var skipCh = [ch]
         var cur = ch
         var res0 = config.inShape[1]
@@ -187,14 +221,19 @@ public final class UNet: Network {
                 skipCh.append(cur)
             }
             if i != L - 1 {
-                ops.append((.conv(Conv2d("down_blocks.\(i).downsamplers.0.conv", cur, cur, kernel: 3, stride: 2, f, ws)), true))
+                ops.append((.conv(Conv2d("down_blocks.\(i).downsamplers.0.conv", cur, cur, kernel: 3, stride: 2,
+                                         padLow: config.downsamplePadding == 0 ? 0 : nil, f, ws)), true))
                 skipCh.append(cur)
                 res0 /= 2
             }
+            boundaries[ops.count - 1] = "down_blocks.\(i)"
         }
-        ops.append((res("mid_block.resnets.0", cur, cur), false))
-        ops.append((attn("mid_block.attentions.0", cur), false))
-        ops.append((res("mid_block.resnets.1", cur, cur), false))
+        ops.append((res("mid_block.resnets.0", cur, cur, scale: midScale), false))
+        if config.midAttention {
+            ops.append((attn("mid_block.attentions.0", cur, norm: config.midAttentionNorm, scale: midScale), false))
+        }
+        ops.append((res("mid_block.resnets.1", cur, cur, scale: midScale), false))
+        boundaries[ops.count - 1] = "mid_block"
         for k in 0..<L {
             let i = L - 1 - k
             let out = ch * config.mults[i]
@@ -210,10 +249,12 @@ public final class UNet: Network {
                 ops.append((.upsample(Upsample2x(), Conv2d("up_blocks.\(k).upsamplers.0.conv", cur, cur, kernel: 3, f, ws)), false))
                 res0 *= 2
             }
+            boundaries[ops.count - 1] = "up_blocks.\(k)"
         }
-        ops.append((.normSiLU(GroupNorm("conv_norm_out", channels: cur, groups: groups, fusedSiLU: true, f)), false))
+        ops.append((.normSiLU(GroupNorm("conv_norm_out", channels: cur, groups: groups, eps: eps, fusedSiLU: true, f)), false))
         ops.append((.conv(Conv2d("conv_out", cur, outChannels, kernel: 3, zeroInit: true, f, ws)), false))
         self.ops = ops.map { (op: $0.0, push: $0.1) }
+        self.boundaries = boundaries
         parameters = f.all
         store = ParameterStore(packing: parameters)   // one flat buffer for all of them
         skipGrads = (0..<ops.filter { $0.1 }.count).map { _ in Buffer() }
@@ -225,7 +266,7 @@ public final class UNet: Network {
         switch op {
         case .conv(let c): return "conv \(c.weight.name.dropLast(7))"
         case .res(let r): return "res \(r.conv1.weight.name.dropLast(13))"
-        case .attn(let a): return "attn \(a.norm.gamma.name.dropLast(18))"
+        case .attn(let a): return "attn \(a.name)"
         case .upsample(_, let c): return "upsample \(c.weight.name.dropLast(12))"
         case .concat: return "concat"
         case .normSiLU: return "conv_norm_out"
@@ -258,6 +299,7 @@ public final class UNet: Network {
         let sTemb = UnsafePointer(tembAct.forward(temb, count: n * unetConfig.tembDim))
         let xin = inputBuf.ensure(x.count)
         x.withUnsafeBufferPointer { xin.update(from: $0.baseAddress!, count: x.count) }
+        if unetConfig.centerInput { for i in 0..<x.count { xin[i] = 2 * xin[i] - 1 } }
         var h = UnsafePointer(xin)
         var (c, hh, ww) = (C0, H0, W0)
         var stack: [(UnsafePointer<Float>, Int)] = []   // (pointer, channels)
@@ -298,6 +340,7 @@ public final class UNet: Network {
             }
             if push { stack.append((h, c)) }
             if profile { opTimes[k] += UNet.clock() - start }
+            if let tap, let label = boundaries[k] { tap(label, UnsafeBufferPointer(start: h, count: n * c * hh * ww)) }
         }
         return Array(UnsafeBufferPointer(start: h, count: n * c * hh * ww))
     }
@@ -360,6 +403,7 @@ public final class UNet: Network {
         if let ce = classEmbedding { ce.backward(dtemb) }
         timeEmbedding.backward(dtemb)
         let inCount = n * unetConfig.inShape.reduce(1, *)
+        if unetConfig.centerInput { for i in 0..<inCount { g[i] *= 2 } }   // d(2x - 1)/dx
         return Array(UnsafeBufferPointer(start: g, count: inCount))
     }
 
