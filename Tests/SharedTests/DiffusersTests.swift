@@ -261,19 +261,8 @@ final class DiffusersTests: XCTestCase {
         let script = try documentedBlock("README.md", after: "<!-- tested-diffusers -->", language: "sh")
         let dir = temporaryDirectory()
         try FileManager.default.copyItem(atPath: fixture("cifar-small-pipeline"), toPath: dir.appendingPathComponent("ddpm-cifar10-32").path)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", "set -eu -o pipefail\n" + script]
-        p.currentDirectoryURL = dir
-        var env = ProcessInfo.processInfo.environment
-        env["PATH"] = productsDirectory.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
-        p.environment = env
-        let err = Pipe()
-        p.standardError = err
-        try p.run()
-        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, errText)
+        let r = try runBash(["-c", "set -eu -o pipefail\n" + script], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
         let samples = try Frame.loadAll(path: dir.appendingPathComponent("samples.st").path)
         XCTAssertEqual(samples.reduce(0) { $0 + ((try? $1.require("x").shape.first) ?? 0) }, 16)
         try assertSameDirectory(fixture("cifar-small-pipeline"), dir.appendingPathComponent("exported").path)

@@ -100,18 +100,9 @@ final class MPITests: XCTestCase {
     /// examples/shards.sh: --offset shards concatenate to the one-process stream (no MPI needed).
     func testOffsetShardsScript() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [root.appendingPathComponent("examples/shards.sh").path, "4"]
-        var env = ProcessInfo.processInfo.environment
-        env["PATH"] = productsDirectory.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
-        p.environment = env
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0)
+        let r = try runBash([root.appendingPathComponent("examples/shards.sh").path, "4"])
+        let text = String(decoding: r.stdout, as: UTF8.self)
+        XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(text.contains("= one process, byte for byte"), text)
     }
 }

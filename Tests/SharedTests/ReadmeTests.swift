@@ -19,23 +19,11 @@ final class ReadmeTests: XCTestCase {
         try PNG.write8(path: dir.appendingPathComponent("a.png").path, width: 28, height: 28, channels: 1, pixels: pixels)
         // data/: the repository's data folder (the sample-quality pipeline reads MNIST digits from it).
         try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent("data"), withDestinationURL: repositoryRoot.appendingPathComponent("data"))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
         // No pipefail: `schedule ... | head` ends schedule with SIGPIPE, as it does for a user.
         // A failing tool is caught by its one-line message on stderr (checked empty below).
-        p.arguments = ["-c", "set -eu\n" + script]
-        p.currentDirectoryURL = dir
-        var env = ProcessInfo.processInfo.environment
-        env["PATH"] = productsDirectory.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
-        p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let outText = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, "README pipelines failed:\n\(errText)")
+        let r = try runBash(["-c", "set -eu\n" + script], in: dir)
+        let outText = String(decoding: r.stdout, as: UTF8.self), errText = r.stderr
+        XCTAssertEqual(r.status, 0, "README pipelines failed:\n\(errText)")
         XCTAssertEqual(errText, "", "a README pipeline reported an error")
         // What the commands must have produced.
         XCTAssertTrue(outText.hasPrefix("t\tbeta\talpha\talpha_bar"), "schedule --text header")

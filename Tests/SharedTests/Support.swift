@@ -50,6 +50,32 @@ extension XCTestCase {
     }
 }
 
+/// Runs /bin/bash with `arguments` (a script file, or "-c" and a script) in `directory`, the built
+/// tools first on PATH; stdout and stderr are drained concurrently.
+func runBash(_ arguments: [String], in directory: URL? = nil) throws -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = arguments
+    if let directory { p.currentDirectoryURL = directory }
+    var env = ProcessInfo.processInfo.environment
+    env["PATH"] = productsDirectory.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+    p.environment = env
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    var outData = Data(), errData = Data()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter()
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.wait()
+    p.waitUntilExit()
+    return RunResult(status: p.terminationStatus, stdout: outData, stderr: String(decoding: errData, as: UTF8.self))
+}
+
 /// A fresh temporary directory for one test.
 func temporaryDirectory() -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("ddpm-test-\(UUID().uuidString)")

@@ -99,12 +99,9 @@ public struct InpaintJob {
                 let y = labels.map { Array($0[c]) }
                 try RePaint.run(x: &x, known: known, mask: m, y: y, predictor: setup.predictor, solver: template, options: repaint,
                                 noise: &noise, inpaintNoise: &kn, progress: progress, progressBase: c.lowerBound * moves)
-                var out = Frame(metadata: meta)
-                out.kind = "batch"
-                out.metadata["first_index"] = String(index)
-                out["x"] = Tensor(x, shape: [b] + sampleShape)
-                if let y { out["y"] = Tensor(y.map { Int64($0) }, shape: [b]) }
-                try writer.write(out)
+                var batchMeta = meta
+                batchMeta["first_index"] = String(index)
+                try writer.write(.samples("batch", metadata: batchMeta, x: x, sampleShape: sampleShape, y: y))
                 index += b
             }
         }

@@ -38,19 +38,11 @@ public struct InvertJob {
                 try DDIMInversion.run(x: &x, count: b, y: y, predictor: setup.predictor, plan: plan, trajectory: &trajectory,
                                       progress: progress, progressBase: c.lowerBound * plan.stepCount)
                 for k in trajectory?.frames ?? [] {
-                    var tf = Frame(metadata: meta)
-                    tf.kind = "trajectory"
-                    tf.metadata["t"] = String(k.t); tf.metadata["step"] = String(k.step)
-                    tf["x"] = Tensor(k.x, shape: [b] + sampleShape)
-                    tf["x0_pred"] = Tensor(k.x0, shape: [b] + sampleShape)
-                    try writer.write(tf)
+                    var m = meta
+                    m["t"] = String(k.t); m["step"] = String(k.step)
+                    try writer.write(.samples("trajectory", metadata: m, x: k.x, sampleShape: sampleShape, x0: k.x0, y: nil))
                 }
-                var out = Frame(metadata: meta)
-                out.kind = "batch"
-                out["x"] = Tensor(x, shape: [b] + sampleShape)
-                out["t"] = Tensor([Int64](repeating: Int64(plan.startTimestep), count: b), shape: [b])
-                if let y { out["y"] = Tensor(y.map { Int64($0) }, shape: [b]) }
-                try writer.write(out)
+                try writer.write(.samples("batch", metadata: meta, x: x, sampleShape: sampleShape, t: plan.startTimestep, y: y))
             }
         }
         if frames == 0 { throw DDPMError("no x_0 frames on stdin to invert") }

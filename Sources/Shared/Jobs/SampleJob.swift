@@ -67,21 +67,14 @@ public struct SampleJob {
             var solver = template   // a fresh copy: a multistep solver's history is per batch
             try Sampling.run(x: &x, y: y, predictor: setup.predictor, solver: &solver, noise: &noise, corrector: corrector,
                              correctorNoise: &corr, trajectory: &trajectory, progress: progress, progressBase: done)
+            var batchMeta = meta
+            batchMeta["first_index"] = String(first)
             for k in trajectory?.frames ?? [] {
-                var f = Frame(metadata: meta)
-                f.kind = "trajectory"
-                f.metadata["t"] = String(k.t); f.metadata["step"] = String(k.step); f.metadata["first_index"] = String(first)
-                f["x"] = Tensor(k.x, shape: [b] + sampleShape)
-                f["x0_pred"] = Tensor(k.x0, shape: [b] + sampleShape)
-                if let y { f["y"] = Tensor(y.map { Int64($0) }, shape: [b]) }
-                try writer.write(f)
+                var m = batchMeta
+                m["t"] = String(k.t); m["step"] = String(k.step)
+                try writer.write(.samples("trajectory", metadata: m, x: k.x, sampleShape: sampleShape, x0: k.x0, y: y))
             }
-            var f = Frame(metadata: meta)
-            f.kind = "batch"
-            f.metadata["first_index"] = String(first)
-            f["x"] = Tensor(x, shape: [b] + sampleShape)
-            if let y { f["y"] = Tensor(y.map { Int64($0) }, shape: [b]) }
-            try writer.write(f)
+            try writer.write(.samples("batch", metadata: batchMeta, x: x, sampleShape: sampleShape, y: y))
         }
 
         if let reader {
