@@ -4,7 +4,7 @@ import Foundation
 import Shared
 
 @main
-struct TrainTool: ParsableCommand {
+struct TrainTool: ParsableCommand, ShardedCommand {
     static let unet = UNetConfig.defaults(for: [1, 28, 28]), mlp = MLPConfig(dim: 2)
     static let configuration = CommandConfiguration(
         commandName: "train",
@@ -20,6 +20,9 @@ struct TrainTool: ParsableCommand {
         'checkpoint'); --resume FILE continues a run bit-identically: the network, schedule and \
         training settings come from the checkpoint (flags may repeat its values, not change \
         them), --steps is the TOTAL number of steps.
+        Under mpirun -np N (data-parallel, docs/PARALLEL.md) each step's --batch is shared among \
+        the ranks, their gradients summed; every rank reads --data FILE; rank 0 alone writes the \
+        model, checkpoints, log and progress. A checkpoint resumes with any number of ranks.
         Defaults: images -> --arch unet (\(unet.channels) channels, mults \(unet.mults.map(String.init).joined(separator: ",")), \
         res blocks per level \(unet.resBlocks), attention \(unet.attnResolutions.isEmpty ? "only in the mid block" : "at \(unet.attnResolutions)"), \
         dropout \(unet.dropout)), vectors -> --arch mlp (width \(mlp.width), depth \(mlp.depth)); \
@@ -32,6 +35,7 @@ struct TrainTool: ParsableCommand {
           train --data mnist.st --steps 20000 --checkpoint ck.st --every 1000 -o mnist.safetensors
           train --data mnist.st --steps 40000 --checkpoint ck.st --every 1000 -o mnist.safetensors --resume ck.st
           train --data mnist.st --classifier --steps 5000 -o classifier.safetensors
+          mpirun -np 4 train --data mnist.st --steps 20000 --checkpoint ck.st -o mnist.safetensors
         """,
         version: toolkitVersion)
 
@@ -44,20 +48,41 @@ struct TrainTool: ParsableCommand {
     @Option(help: "Continue from a checkpoint FILE.") var resume: String?
     @Option(help: "Append 'step,loss' CSV lines to FILE.") var log: String?
     @Flag(help: "No progress on stderr.") var quiet = false
+    @Option(help: "Threads (OpenBLAS and our own loops; default: the cores up to 2, shared among the ranks of one machine under mpirun). Results do not depend on it.")
+    var threads: Int?
 
     func validate() throws {
         if let every, every <= 0 { throw ValidationError("--every must be positive, got \(every)") }
         if every != nil && checkpoint == nil { throw ValidationError("--every needs --checkpoint FILE") }
+        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must lie in 1 ... 256, got \(threads)") }
+        if Communicator.launchedSize > 1 && data == nil {
+            throw ValidationError("under mpirun every rank reads the data: give --data FILE (stdin reaches rank 0 only)")
+        }
     }
 
     func run() throws {
+        let comm = try Communicator.world().flatMap { $0.size > 1 ? $0 : nil }
+        BLAS.maxThreads = threads ?? max(1, min(BLAS.maxThreads, ProcessInfo.processInfo.activeProcessorCount / TrainTool.localRanks))
         // Everything is checked before any training starts.
-        try checkTrainPaths(data: data, output: output, others: [("--checkpoint", checkpoint), ("--log", log)])
+        try checkTrainPaths(data: data, output: output, others: [("--checkpoint", checkpoint), ("--log", log)], terminals: comm == nil)
         let reader = try data.map { try FrameReader(path: $0) } ?? FrameReader()
         let job = try TrainSetup(network: network, training: training)
-            .job(reader: reader, resume: resume, checkpoint: checkpoint, every: every, log: log, quiet: quiet)
+            .job(reader: reader, resume: resume, checkpoint: checkpoint, every: every, log: log, quiet: quiet, communicator: comm)
+        if let comm {
+            // Same flags, data, schedule, settings and starting state on every rank.
+            var print = Fingerprint()
+            for a in CommandLine.arguments.dropFirst() { print.add(a) }
+            withUnsafeBytes(of: job.trainer.fingerprint()) { print.add($0) }
+            try comm.agree("train's flags, data, schedule or starting model", fingerprint: print.value)
+        }
         let model = try job.run()
-        if let output { try model.save(path: output) } else { try FrameWriter().write(model) }
+        guard job.writes else { return }
+        if let output { try model.save(path: output) } else { try FrameWriter(allowTerminal: comm != nil).write(model) }
+    }
+
+    /// Ranks of this job on this machine (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE; 1 without mpirun).
+    static var localRanks: Int {
+        max(1, Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "1") ?? 1)
     }
 
     static func main() { runTool() }

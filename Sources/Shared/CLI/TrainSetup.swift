@@ -47,8 +47,10 @@ public struct TrainSetup {
         return (net, config)
     }
 
-    /// The job `train` runs: a fresh run, or the run of checkpoint `resume` continued.
-    public func job(reader: FrameReader, resume: String?, checkpoint: String?, every: Int?, log: String?, quiet: Bool) throws -> TrainJob {
+    /// The job `train` runs: a fresh run, or the run of checkpoint `resume` continued; with a
+    /// communicator, this rank's part of a data-parallel run.
+    public func job(reader: FrameReader, resume: String?, checkpoint: String?, every: Int?, log: String?, quiet: Bool,
+                    communicator: Communicator? = nil) throws -> TrainJob {
         let steps = training.steps ?? TrainJob.defaultSteps
         let every = every ?? TrainJob.defaultCheckpointEvery
         guard let resume else {
@@ -56,7 +58,7 @@ public struct TrainSetup {
             let data = try TrainSetup.readData(reader)
             let (net, config) = try configs(for: data)
             return try TrainJob(network: net, config: config, schedule: schedule, data: data, steps: steps,
-                                checkpoint: checkpoint, every: every, log: log, quiet: quiet)
+                                checkpoint: checkpoint, every: every, log: log, quiet: quiet, communicator: communicator)
         }
         let ck: TrainCheckpoint
         do { ck = try TrainCheckpoint(frame: try Frame.load(path: resume)) } catch let e as DDPMError {
@@ -71,7 +73,7 @@ public struct TrainSetup {
             throw DDPMError("--steps \(steps) is fewer than the checkpoint's \(ck.step) steps (--steps is the total)")
         }
         let trainer: Trainer
-        do { trainer = try ck.trainer(data: data) } catch let e as DDPMError { throw DDPMError("--resume \(resume): \(e.message)") }
+        do { trainer = try ck.trainer(data: data, communicator: communicator) } catch let e as DDPMError { throw DDPMError("--resume \(resume): \(e.message)") }
         return try TrainJob(trainer: trainer, steps: steps, checkpoint: checkpoint, every: every, log: log,
                             resumedFrom: resume, quiet: quiet)
     }
@@ -102,13 +104,14 @@ struct TrainFlags: ParsableArguments {
     @OptionGroup var training: TrainingOptions
 }
 
-/// Refuses a terminal as the data source or the model's destination, and output paths in
-/// directories that do not exist (before any work).
-public func checkTrainPaths(data: String?, output: String?, others: [(flag: String, path: String?)]) throws {
-    if data == nil && isatty(0) != 0 {
+/// Refuses a terminal as the data source or the model's destination (unless `terminals` is false:
+/// under mpirun a rank's stdin and stdout are mpirun's), and output paths in directories that do
+/// not exist (before any work).
+public func checkTrainPaths(data: String?, output: String?, others: [(flag: String, path: String?)], terminals: Bool = true) throws {
+    if terminals && data == nil && isatty(0) != 0 {
         throw DDPMError("no data: pipe a stream of frames with 'x' into train, or give --data FILE")
     }
-    if output == nil && isatty(1) != 0 {
+    if terminals && output == nil && isatty(1) != 0 {
         throw DDPMError("refusing to write the model to a terminal: give -o FILE or redirect stdout")
     }
     for (flag, path) in [("-o", output)] + others {

@@ -1,6 +1,9 @@
 // A training run as `train` performs it: a Trainer started from typed configs or resumed from a
 // checkpoint, stepped to a total number of steps, with periodic checkpoints, the loss log, the
 // progress line, and -- when a step fails -- the name of the last good checkpoint.
+// Data-parallel (the trainer's communicator): every rank steps, rank 0 alone writes the log,
+// the checkpoints, the progress and the model; at each checkpoint the ranks check that their
+// weights, EMA and moments are still the same.
 import Foundation
 
 /// What a checkpoint frame fixes: the network, the training settings, the schedule, the step
@@ -43,10 +46,11 @@ public struct TrainCheckpoint {
 
     /// A trainer in the checkpoint's state (raw weights, EMA, AdamW moments, step) with `config`
     /// (the checkpoint's own unless the caller changed what may change).
-    public func trainer(data: TrainingData, network: NetworkConfig? = nil, config: TrainConfig? = nil) throws -> Trainer {
+    public func trainer(data: TrainingData, network: NetworkConfig? = nil, config: TrainConfig? = nil,
+                        communicator: Communicator? = nil) throws -> Trainer {
         try check(data: data)
         let trainer = try Trainer(network: try (network ?? self.network).make(), schedule: schedule, data: data,
-                                  config: config ?? self.config)
+                                  config: config ?? self.config, communicator: communicator)
         try trainer.restore(checkpoint: frame)
         return trainer
     }
@@ -68,6 +72,8 @@ public final class TrainJob {
     public let resumed: Bool
     /// The newest checkpoint on disk: the resumed one until this run writes its own.
     public private(set) var lastCheckpoint: (step: Int, path: String)?
+    /// This process writes the log, checkpoints, progress and model: rank 0 (or the only process).
+    public var writes: Bool { (trainer.communicator?.rank ?? 0) == 0 }
 
     /// `resumedFrom`: the checkpoint file the trainer was restored from (the log is then
     /// appended to, and a failure before the first new checkpoint names that file).
@@ -90,17 +96,18 @@ public final class TrainJob {
     /// A fresh run: the network built from `network` (initial weights from its seed).
     public convenience init(network: NetworkConfig, config: TrainConfig, schedule: Schedule, data: TrainingData,
                             steps: Int, checkpoint: String? = nil, every: Int = TrainJob.defaultCheckpointEvery,
-                            log: String? = nil, quiet: Bool = false) throws {
-        let trainer = try Trainer(network: try network.make(), schedule: schedule, data: data, config: config)
+                            log: String? = nil, quiet: Bool = false, communicator: Communicator? = nil) throws {
+        let trainer = try Trainer(network: try network.make(), schedule: schedule, data: data, config: config,
+                                  communicator: communicator)
         try self.init(trainer: trainer, steps: steps, checkpoint: checkpoint, every: every, log: log, quiet: quiet)
     }
 
     /// Trains to `steps`: a `step,loss` line per step into the log (created with its header, or
     /// appended to when resuming), a checkpoint every `every` steps and at the end, progress on
     /// stderr. Returns the model (or classifier) frame. A failing step throws its message plus
-    /// where the last checkpoint is.
+    /// where the last checkpoint is. Only a writing rank (`writes`) logs, checkpoints and reports.
     public func run() throws -> Frame {
-        let logFD = try openLog()
+        let logFD = writes ? try openLog() : nil
         defer { if let logFD { close(logFD) } }
         var logBuffer = ""
         // Every write of the log is checked (a full disk is an error, not a shorter log).
@@ -109,7 +116,7 @@ public final class TrainJob {
         }
         func flushLog() { try? writeLog() }
         let first = trainer.step
-        let progress = Progress(label: "train", total: steps - first, quiet: quiet)
+        let progress = Progress(label: "train", total: steps - first, quiet: quiet || !writes)
         let start = Date()
         var recent = 0.0, recentCount = 0
         var best = Double.infinity, warned = false
@@ -121,6 +128,14 @@ public final class TrainJob {
                 throw DDPMError("step \(k): \(bad); nothing written" + kept)
             }
             return trainer.frame(checkpoint: checkpoint)
+        }
+        // A checkpoint at step k: every rank's state must still be the same (one gather of a hash).
+        func saveCheckpoint(_ path: String, step k: Int) throws {
+            if let comm = trainer.communicator {
+                try comm.agree("the training state (weights, EMA, moments) at step \(k)", fingerprint: trainer.stateFingerprint())
+            }
+            if writes { try finiteFrame(checkpoint: true, step: k).save(path: path) }
+            lastCheckpoint = (k, path)
         }
         while trainer.step < steps {
             let value: LossValue
@@ -135,13 +150,12 @@ public final class TrainJob {
             recent += value.loss; recentCount += 1
             best = min(best, value.loss)
             if let checkpoint, k % every == 0 || k == steps {
-                try finiteFrame(checkpoint: true, step: k).save(path: checkpoint)
-                lastCheckpoint = (k, checkpoint)
+                try saveCheckpoint(checkpoint, step: k)
             }
             if recentCount >= 50 {
                 // Divergence that stays finite: the mean loss of 50 steps 100x above the lowest step loss so far.
                 let mean = recent / Double(recentCount)
-                if mean > 100 * best && !warned {
+                if mean > 100 * best && !warned && writes {
                     warn("train", "step \(k): the mean loss of the last 50 steps (\(String(format: "%.4g", mean))) is over 100 times the lowest so far (\(String(format: "%.4g", best))): training is diverging (learning rate too high?)")
                     warned = true
                 }
@@ -150,14 +164,16 @@ public final class TrainJob {
                 let elapsed = Date().timeIntervalSince(start)
                 let exPerSec = elapsed > 0 ? Double((k - first) * trainer.config.batch) / elapsed : 0
                 let acc = value.accuracy.isNaN ? "" : String(format: ", batch accuracy %.3f", value.accuracy)
-                progress.update(k - first, extra: String(format: "loss %.4g, %.0f ex/s", recent / Double(recentCount), exPerSec) + acc, unit: "step")
+                let ranks = trainer.communicator.map { c in
+                    String(format: ", %d ranks, all-reduce %.1f%% of the time", c.size, elapsed > 0 ? 100 * trainer.reduceSeconds / elapsed : 0)
+                } ?? ""
+                progress.update(k - first, extra: String(format: "loss %.4g, %.0f ex/s", recent / Double(recentCount), exPerSec) + acc + ranks, unit: "step")
                 recent = 0; recentCount = 0
             }
         }
         try writeLog()
         if let checkpoint, lastCheckpoint?.step != trainer.step || lastCheckpoint?.path != checkpoint {
-            try finiteFrame(checkpoint: true, step: trainer.step).save(path: checkpoint)
-            lastCheckpoint = (trainer.step, checkpoint)
+            try saveCheckpoint(checkpoint, step: trainer.step)
         }
         return try finiteFrame(checkpoint: false, step: trainer.step)
     }

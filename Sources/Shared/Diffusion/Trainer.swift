@@ -12,6 +12,13 @@
 //   eps          RandomStream(seed, .noise, index: g), M normals
 //   label drop   RandomStream(seed, .labelDrop, index: g).nextUniform() < pUncond -> null class K
 // so the RNG position of a run is its step number k.
+//
+// Data-parallel (a Communicator of N ranks): rank r takes the examples i in
+// floor(r B / N) ..< floor((r + 1) B / N) of every step, the same g as one process, with dropout
+// masks keyed by i (UNet.firstExample). Each example's loss gradient carries 1/B (the global
+// batch), so the sum over ranks is the gradient of the batch mean; ONE all-reduce (sum) over the
+// flat gradient buffer before clipping, then every rank applies the same AdamW + EMA. The sums
+// over the batch are grouped by rank, not as one process groups them: docs/PARALLEL.md bounds it.
 import Foundation
 
 /// Training examples held in memory: every frame's `x` (and `y`) concatenated.
@@ -105,6 +112,12 @@ public final class Trainer {
     public let ema: EMA
     /// Called before each forward with the step number (e.g. to key dropout masks by step).
     public var beforeStep: ((Int) -> Void)?
+    /// The ranks that share each step's batch (nil: this process does it all).
+    public let communicator: Communicator?
+    /// This rank's examples of each step's batch, i in share (0..<batch in one process).
+    public let share: Range<Int>
+    /// Wall time spent in the gradient and loss all-reduce so far (seconds).
+    public private(set) var reduceSeconds = 0.0
 
     /// Steps done so far (= the RNG position).
     public var step: Int { optimizer.step }
@@ -114,7 +127,8 @@ public final class Trainer {
     var permutation: [Int] = []
     var permutationEpoch = -1
 
-    public init(network: Network, schedule: Schedule, data: TrainingData, config: TrainConfig) throws {
+    public init(network: Network, schedule: Schedule, data: TrainingData, config: TrainConfig,
+                communicator: Communicator? = nil) throws {
         let m = data.sampleCount
         guard network.inputShape == data.sampleShape else {
             throw DDPMError("the network takes samples of shape \(network.inputShape), the data has \(data.sampleShape)")
@@ -148,6 +162,13 @@ public final class Trainer {
         if config.classes > 0 && data.y == nil {
             throw DDPMError("\(config.classes) classes asked for, but the data has no labels 'y'")
         }
+        let ranks = communicator?.size ?? 1, rank = communicator?.rank ?? 0
+        guard config.batch >= ranks else {
+            throw DDPMError("a batch of \(config.batch) examples cannot be shared among \(ranks) ranks: the batch must be at least the number of ranks")
+        }
+        self.communicator = ranks > 1 ? communicator : nil
+        self.share = (config.batch * rank / ranks) ..< (config.batch * (rank + 1) / ranks)
+        let n = share.count
         self.network = network
         self.schedule = schedule
         self.data = data
@@ -157,10 +178,10 @@ public final class Trainer {
                                   prediction: config.prediction, weighting: config.weighting, snrGamma: config.snrGamma)
         self.optimizer = AdamW(store: network.store, config: config.optimizer)
         self.ema = EMA(store: network.store, decay: config.emaDecay)
-        x0 = [Float](repeating: 0, count: config.batch * m)
+        x0 = [Float](repeating: 0, count: n * m)
         xt = x0
         eps = x0
-        t = [Int](repeating: 0, count: config.batch)
+        t = [Int](repeating: 0, count: n)
         y = t
     }
 
@@ -209,8 +230,8 @@ public final class Trainer {
         return permutation[g % n]
     }
 
-    /// Fills x0, xt, eps, t, y for step k (Algorithm 1 lines 2-4; x_t by Ho et al. eq. 4:
-    /// x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps).
+    /// Fills x0, xt, eps, t, y for this rank's share of step k (Algorithm 1 lines 2-4; x_t by
+    /// Ho et al. eq. 4: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps); row j is example share.lowerBound + j.
     func makeBatch(step k: Int) {
         let m = data.sampleCount
         let T = schedule.T
@@ -219,8 +240,8 @@ public final class Trainer {
         x0.withUnsafeMutableBufferPointer { x0p in
         xt.withUnsafeMutableBufferPointer { xtp in
         eps.withUnsafeMutableBufferPointer { ep in
-            for i in 0..<config.batch {
-                let g = k * config.batch + i
+            for i in 0..<share.count {
+                let g = k * config.batch + share.lowerBound + i
                 let idx = exampleIndex(g)
                 var rt = RandomStream(seed: config.seed, purpose: .timestep, index: UInt64(g))
                 let ti = rt.nextInt(below: T)
@@ -250,9 +271,9 @@ public final class Trainer {
     public func trainStep() throws -> LossValue {
         let k = step
         makeBatch(step: k)
-        if let unet = network as? UNet { unet.step = UInt64(k) }   // dropout masks keyed by step
+        if let unet = network as? UNet { unet.step = UInt64(k); unet.firstExample = share.lowerBound }   // dropout masks keyed by step and example
         beforeStep?(k)
-        let value: LossValue
+        var value: LossValue
         if config.objective == .classifier {
             // Cross-entropy of p_phi(y | x_t, t) on noised data (Dhariwal & Nichol 2021 sec. 4).
             let logits = network.forward(xt, t: t, y: nil, training: true)
@@ -265,8 +286,24 @@ public final class Trainer {
         guard value.loss.isFinite else {
             throw DDPMError("loss is \(value.loss) at step \(k + 1); training stopped (weights of step \(k) kept)")
         }
+        let local = Double(share.count), total = Double(config.batch)
+        if share.count != config.batch {
+            // The loss carries 1/n of this rank's n examples; the batch mean needs 1/B.
+            let f = Float(local / total)
+            for i in gradient.indices { gradient[i] *= f }
+        }
         network.store.zeroGrad()
         _ = network.backward(gradient)
+        if let comm = communicator {
+            // The sum of the ranks' gradients, then the global mean of the loss values.
+            let start = DispatchTime.now().uptimeNanoseconds
+            try comm.allReduceSum(network.store.grads)
+            var sums = [value.loss, value.simple, value.vlbTerm, value.accuracy].map { $0.isNaN ? 0 : $0 * local }
+            try comm.allReduceSum(&sums)
+            reduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            value = LossValue(loss: sums[0] / total, simple: sums[1] / total, vlbTerm: sums[2] / total,
+                              accuracy: value.accuracy.isNaN ? .nan : sums[3] / total)
+        }
         let norm = optimizer.clipGradients()
         guard norm.isFinite else {
             throw DDPMError("gradient norm is \(norm) at step \(k + 1); training stopped (weights of step \(k) kept)")
@@ -458,5 +495,30 @@ extension Trainer {
         return ModelFile.frame(network: network, ema: ema, schedule: schedule, info: info,
                                optimizer: checkpoint ? optimizer : nil,
                                kind: !checkpoint && config.objective == .classifier ? "classifier" : nil)
+    }
+}
+
+extension Trainer {
+    /// What every rank of a data-parallel run must hold alike: the data, the schedule, the
+    /// settings, the step, and the weights, EMA and AdamW moments it starts from (FNV-1a).
+    public func fingerprint() -> UInt64 {
+        var f = Fingerprint()
+        f.add(data.x)
+        let shape: [Int] = data.sampleShape
+        f.add(shape.map { String($0) }.joined(separator: ","))
+        if let y = data.y { y.withUnsafeBytes { f.add($0) } } else { f.add("no labels") }
+        schedule.beta.withUnsafeBytes { f.add($0) }
+        let settings: [String] = config.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        f.add(settings.joined(separator: ";") + ";step=\(step)")
+        let state: UInt64 = stateFingerprint()
+        withUnsafeBytes(of: state) { f.add($0) }
+        return f.value
+    }
+
+    /// The weights, EMA and AdamW moments (to check at checkpoints that the ranks never drift apart).
+    public func stateFingerprint() -> UInt64 {
+        var f = Fingerprint()
+        for b in [network.store.values, ema.shadow, optimizer.m, optimizer.v] { f.add(UnsafeRawBufferPointer(b)) }
+        return f.value
     }
 }

@@ -208,8 +208,10 @@ public final class Dropout {
         self.p = p; self.layer = layer
     }
 
-    /// x [n, per] -> y. Identity (returns x) when not training or p == 0.
-    public func forward(_ x: UnsafeMutablePointer<Float>, n: Int, per: Int, training: Bool, seed: UInt64, step: UInt64) -> UnsafeMutablePointer<Float> {
+    /// x [n, per] -> y. Identity (returns x) when not training or p == 0. Sample s's mask is
+    /// keyed by its place in the whole batch, first + s (a rank's share starts at `first`).
+    public func forward(_ x: UnsafeMutablePointer<Float>, n: Int, per: Int, training: Bool, seed: UInt64, step: UInt64,
+                        first: Int = 0) -> UnsafeMutablePointer<Float> {
         active = training && p > 0
         count = n * per
         guard active else { return x }
@@ -217,7 +219,7 @@ public final class Dropout {
         let keep = 1 - p, scale = 1 / keep
         let key = splitmix64(seed ^ splitmix64(layer &+ 0x9E37_79B9_7F4A_7C15 &* (step &+ 1)))
         parallelFor(n) { s in
-            var r = RandomStream(seed: key, purpose: .dropout, index: UInt64(s))
+            var r = RandomStream(seed: key, purpose: .dropout, index: UInt64(first + s))
             for i in 0..<per {
                 let v: Float = r.nextUniform() < Double(keep) ? scale : 0
                 m[s * per + i] = v

@@ -41,7 +41,7 @@ public final class ResBlock {
 
     /// x [n, cin, h, w], sTemb = SiLU(temb) [n, tembDim] -> [n, cout, h, w].
     public func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, sTemb: UnsafePointer<Float>,
-                        training: Bool, seed: UInt64, step: UInt64) -> UnsafeMutablePointer<Float> {
+                        training: Bool, seed: UInt64, step: UInt64, first: Int = 0) -> UnsafeMutablePointer<Float> {
         input = x; self.n = n; hw = h * w
         let a = norm1.forward(x, n: n, hw: hw)
         let e = proj.forward(sTemb, rows: n)
@@ -53,7 +53,7 @@ public final class ResBlock {
             let hb = conv1.forward(a, n: n, h: h, w: w, sampleBias: e)     // + time_emb_proj, fused
             b = norm2.forward(hb, n: n, hw: hw)
         }
-        let dr = dropout.forward(b, n: n, per: cout * hw, training: training, seed: seed, step: step)
+        let dr = dropout.forward(b, n: n, per: cout * hw, training: training, seed: seed, step: step, first: first)
         // out = shortcut(x) + conv2(...), the residual fused into conv2's output initialisation
         let r = shortcut.map { UnsafePointer($0.forward(x, n: n, h: h, w: w)) } ?? x
         let y = conv2.forward(dr, n: n, h: h, w: w, residual: r)

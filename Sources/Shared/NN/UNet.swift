@@ -158,6 +158,9 @@ public final class UNet: Network {
     /// Dropout masks are keyed by (dropoutSeed, step); the trainer sets step each iteration.
     public var dropoutSeed: UInt64
     public var step: UInt64 = 0
+    /// The place of this forward's first sample in the step's whole batch (a rank's share under
+    /// mpirun starts there), so that dropout masks do not depend on how the batch is shared.
+    public var firstExample = 0
     /// Per-op wall time (seconds, accumulated) when `profile` is on; labels in `opNames`.
     public var profile = false
     public private(set) var opTimes: [Double] = []
@@ -314,7 +317,7 @@ public final class UNet: Network {
                 (hh, ww) = conv.outputSize(hh, ww); c = conv.cout
             case .res(let r):
                 h = UnsafePointer(r.forward(h, n: n, h: hh, w: ww, sTemb: sTemb, training: training,
-                                            seed: dropoutSeed, step: step))
+                                            seed: dropoutSeed, step: step, first: firstExample))
                 c = r.cout
             case .attn(let a):
                 h = UnsafePointer(a.forward(h, n: n, hw: hh * ww))
