@@ -2,6 +2,9 @@
 // sharded sampling equals the one-process stream byte for byte, over shared memory and over TCP;
 // a tool that cannot share its work refuses, naming the rank; ranks given different flags stop
 // with a message naming the odd rank; a killed rank ends the whole job within seconds.
+// Data-parallel train: 2 ranks against 1 process for the MLP (bit for bit where each rank's share
+// is one of the MLP's lanes, else within the bound of docs/PARALLEL.md) and a small U-Net with
+// dropout over TCP; a 2-rank checkpoint resumed by 1 process; a killed rank; odd data.
 import Foundation
 import XCTest
 @testable import Shared
@@ -104,5 +107,183 @@ final class MPITests: XCTestCase {
         let text = String(decoding: r.stdout, as: UTF8.self)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(text.contains("= one process, byte for byte"), text)
+    }
+
+    // MARK: data-parallel train
+
+    /// Relative L2 distances ||a - b|| / ||a|| of the raw weights and of their EMA of two model files.
+    func weightDistance(_ a: String, _ b: String) throws -> (raw: Double, ema: Double) {
+        let fa = try Frame.load(path: a), fb = try Frame.load(path: b)
+        var num = ["raw.": 0.0, "ema.": 0.0], den = num
+        for (name, t) in fa.tensors {
+            guard let prefix = ["raw.", "ema."].first(where: { name.hasPrefix($0) }) else { continue }
+            let x = t.floats, y = try fb.require(name).floats
+            XCTAssertEqual(x.count, y.count, name)
+            for (u, v) in zip(x, y) { num[prefix]! += Double(u - v) * Double(u - v); den[prefix]! += Double(u) * Double(u) }
+        }
+        XCTAssertGreaterThan(den["raw."]!, 0, "no weights in \(a)")
+        return ((num["raw."]! / den["raw."]!).squareRoot(), (num["ema."]! / den["ema."]!).squareRoot())
+    }
+
+    /// The `step,loss` lines of a log: the same steps, the losses within `tolerance` (relative).
+    func assertLogsClose(_ a: String, _ b: String, tolerance: Double, file: StaticString = #filePath, line: UInt = #line) throws {
+        let la = try String(contentsOfFile: a, encoding: .utf8).split(separator: "\n"), lb = try String(contentsOfFile: b, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(la.count, lb.count, "the logs have \(la.count) and \(lb.count) lines", file: file, line: line)
+        XCTAssertEqual(la.first, "step,loss", file: file, line: line)
+        var worst = 0.0
+        for (x, y) in zip(la.dropFirst(), lb.dropFirst()) {
+            let p = x.split(separator: ","), q = y.split(separator: ",")
+            XCTAssertEqual(p[0], q[0], file: file, line: line)
+            let u = Double(p[1])!, v = Double(q[1])!
+            worst = max(worst, abs(u - v) / abs(u))
+        }
+        XCTAssertLessThanOrEqual(worst, tolerance, "the losses differ by \(worst) (relative)", file: file, line: line)
+    }
+
+    /// Writes a training set: `args` of `tensor`, into `name` in `dir`.
+    func dataFile(_ dir: URL, _ name: String, _ args: [String]) throws -> String {
+        let path = dir.appendingPathComponent(name).path
+        try run("tensor", args).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// The bound of docs/PARALLEL.md for a few dozen steps: the weights after K steps within 1e-5
+    /// (relative L2), the loss of every step within 1e-5 (measured: about 1e-7 and 1e-8).
+    static let dataParallelBound = 1e-5
+
+    func testDataParallelMLPEqualsOneProcess() throws {
+        guard MPITests.mpirun != nil else { throw XCTSkip("Open MPI's mpirun is not installed") }
+        let dir = temporaryDirectory()
+        let data = try dataFile(dir, "roll.st", ["toy", "swissroll", "-n", "2000", "--seed", "1"])
+        // --batch 100: one process runs 2 lanes of 50 rows (MLP.laneCount), each rank 1 lane of
+        // the same 50 rows, and the loss gradient's 1/100 = (1/50) * 0.5 is exact: bit for bit.
+        // --batch 256: 2 lanes of 128 against 2 x 2 lanes of 64: the sums group differently.
+        for (batch, steps) in [(100, 60), (256, 100)] {
+            let common = ["--data", data, "--steps", String(steps), "--batch", String(batch), "--seed", "3", "--quiet"]
+            let one = dir.appendingPathComponent("one-\(batch)").path, two = dir.appendingPathComponent("two-\(batch)").path
+            let r1 = try runTool("train", common + ["-o", one + ".st", "--log", one + ".csv"])
+            XCTAssertEqual(r1.status, 0, r1.stderr)
+            let r2 = try mpi(["-np", "2"], ["train"] + common + ["-o", two + ".st", "--log", two + ".csv", "--checkpoint", two + ".ck.st"], stdout: "/dev/null")
+            XCTAssertEqual(r2.status, 0, r2.stderr)
+            XCTAssertEqual(r2.stderr, "", "a quiet run prints nothing")
+            let d = try weightDistance(one + ".st", two + ".st")
+            print("data-parallel MLP, batch \(batch), \(steps) steps: weights differ by \(d.raw) (raw), \(d.ema) (EMA), relative L2")
+            if batch == 100 {
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: one + ".st")), try Data(contentsOf: URL(fileURLWithPath: two + ".st")),
+                               "with each rank's share one of the MLP's lanes the model is the 1-process model byte for byte")
+            } else {
+                XCTAssertGreaterThan(d.raw, 0, "expected the grouping of the sums to show (else this case tests nothing new)")
+            }
+            XCTAssertLessThanOrEqual(d.raw, MPITests.dataParallelBound)
+            XCTAssertLessThanOrEqual(d.ema, MPITests.dataParallelBound)
+            try assertLogsClose(one + ".csv", two + ".csv", tolerance: MPITests.dataParallelBound)
+            // The checkpoint holds the global batch and step, nothing of the ranks.
+            let ck = try TrainCheckpoint(frame: try Frame.load(path: two + ".ck.st"))
+            XCTAssertEqual(ck.step, steps)
+            XCTAssertEqual(ck.config.batch, batch)
+        }
+    }
+
+    let unetFlags = ["--channels", "16", "--mults", "1,2", "--res-blocks", "1", "--attn", "14", "--groups", "8", "--dropout", "0.1",
+                     "--batch", "8", "--seed", "2", "--quiet"]
+
+    func digits(_ dir: URL) throws -> String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let mnist = root.appendingPathComponent("data/mnist-10k")
+        return try dataFile(dir, "digits.st", ["from-idx", mnist.appendingPathComponent("train-images-idx3-ubyte.gz").path,
+                                               mnist.appendingPathComponent("train-labels-idx1-ubyte.gz").path, "--limit", "256"])
+    }
+
+    /// A small U-Net with dropout (masks keyed by the example's place in the whole batch: without
+    /// that the weights differ by about 4e-4), the ranks talking over TCP.
+    func testDataParallelUNetOverTCPEqualsOneProcess() throws {
+        guard MPITests.mpirun != nil else { throw XCTSkip("Open MPI's mpirun is not installed") }
+        let dir = temporaryDirectory()
+        let common = ["--data", try digits(dir), "--steps", "10"] + unetFlags
+        let one = dir.appendingPathComponent("one").path, two = dir.appendingPathComponent("two").path
+        let r1 = try runTool("train", common + ["-o", one + ".st", "--log", one + ".csv"])
+        XCTAssertEqual(r1.status, 0, r1.stderr)
+        let r2 = try mpi(["-np", "2", "--mca", "btl", "tcp,self"], ["train"] + common + ["--log", two + ".csv"], stdout: two + ".st")
+        XCTAssertEqual(r2.status, 0, r2.stderr)
+        let d = try weightDistance(one + ".st", two + ".st")
+        print("data-parallel U-Net over TCP, 10 steps: weights differ by \(d.raw) (raw), \(d.ema) (EMA), relative L2")
+        XCTAssertLessThanOrEqual(d.raw, MPITests.dataParallelBound)
+        XCTAssertLessThanOrEqual(d.ema, MPITests.dataParallelBound)
+        try assertLogsClose(one + ".csv", two + ".csv", tolerance: MPITests.dataParallelBound)
+    }
+
+    /// 10 steps on 2 ranks, checkpointed, then 1 process to 20: the uninterrupted 1-process run.
+    func testTwoRankCheckpointResumesWithOneProcess() throws {
+        guard MPITests.mpirun != nil else { throw XCTSkip("Open MPI's mpirun is not installed") }
+        let dir = temporaryDirectory()
+        let data = try digits(dir)
+        let path = { dir.appendingPathComponent($0).path }
+        let r1 = try runTool("train", ["--data", data, "--steps", "20"] + unetFlags + ["-o", path("full.st"), "--log", path("full.csv")])
+        XCTAssertEqual(r1.status, 0, r1.stderr)
+        let r2 = try mpi(["-np", "2"], ["train", "--data", data, "--steps", "10"] + unetFlags + ["--checkpoint", path("ck.st"), "--log", path("resumed.csv")],
+                         stdout: "/dev/null")
+        XCTAssertEqual(r2.status, 0, r2.stderr)
+        let r3 = try runTool("train", ["--data", data, "--steps", "20", "--resume", path("ck.st"), "--quiet", "-o", path("resumed.st"), "--log", path("resumed.csv")])
+        XCTAssertEqual(r3.status, 0, r3.stderr)
+        let d = try weightDistance(path("full.st"), path("resumed.st"))
+        print("2-rank checkpoint resumed by 1 process: weights differ by \(d.raw) (raw), \(d.ema) (EMA), relative L2")
+        XCTAssertLessThanOrEqual(d.raw, MPITests.dataParallelBound)
+        XCTAssertLessThanOrEqual(d.ema, MPITests.dataParallelBound)
+        try assertLogsClose(path("full.csv"), path("resumed.csv"), tolerance: MPITests.dataParallelBound)
+    }
+
+    func testAKilledRankEndsTraining() throws {
+        guard MPITests.mpirun != nil else { throw XCTSkip("Open MPI's mpirun is not installed") }
+        let dir = temporaryDirectory()
+        let data = try dataFile(dir, "roll.st", ["toy", "swissroll", "-n", "2000", "--seed", "1"])
+        let ck = dir.appendingPathComponent("ck.st").path
+        // Far more steps than 3 s hold, a checkpoint every 200; the checkpoint path marks the ranks.
+        let args = ["train", "--data", data, "--steps", "100000000", "--checkpoint", ck, "--every", "200", "--quiet", "-o", "/dev/null"]
+        DispatchQueue.global().asyncAfter(deadline: .now() + 3) {
+            let k = Process()
+            k.executableURL = URL(fileURLWithPath: "/bin/sh")
+            k.arguments = ["-c", "for p in $(pgrep -x train); do tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- '\(ck) ' && echo $p; done | tail -n 1 | xargs -r kill -9"]
+            try? k.run(); k.waitUntilExit()
+        }
+        let start = Date()
+        let r = try mpi(["-np", "2"], args, stdout: "/dev/null", timeout: 60)
+        let took = Date().timeIntervalSince(start)
+        XCTAssertFalse(r.timedOut, "the training outlived a killed rank")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertLessThan(took, 3 + 10, "the job took \(took) s to end after a rank was killed")
+        // The last checkpoint is whole (written to a temporary file, then renamed).
+        let last = try TrainCheckpoint(frame: try Frame.load(path: ck))
+        XCTAssertGreaterThan(last.step, 0)
+        XCTAssertEqual(last.step % 200, 0)
+        print("killed rank in train: mpirun ended \(String(format: "%.1f", took - 3)) s after the kill; checkpoint of step \(last.step) intact")
+    }
+
+    func testRanksGivenDifferentDataStop() throws {
+        guard MPITests.mpirun != nil else { throw XCTSkip("Open MPI's mpirun is not installed") }
+        let dir = temporaryDirectory()
+        let a = try dataFile(dir, "a.st", ["toy", "moons", "-n", "500", "--seed", "1"])
+        let b = try dataFile(dir, "b.st", ["toy", "moons", "-n", "500", "--seed", "2"])
+        let train = productsDirectory.appendingPathComponent("train").path
+        let rest = ["--steps", "5", "--quiet", "-o", dir.appendingPathComponent("m.st").path]
+        let r = try mpi(["-np", "1"], ["train", "--data", a] + rest + [":", "-np", "1", train, "--data", b] + rest, stdout: "/dev/null", timeout: 60)
+        XCTAssertFalse(r.timedOut, "ranks given different data hung")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("train (rank 0 of 2): train's flags, data, schedule or starting model differs between ranks: rank 1 against rank 0")
+                      || r.stderr.contains("train (rank 1 of 2): train's flags, data, schedule or starting model differs between ranks: rank 1 against rank 0"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("m.st").path), "a model was written")
+        // stdin reaches rank 0 only: the data must be a file.
+        let s = try mpi(["-np", "2"], ["train", "--steps", "5"], stdout: "/dev/null", timeout: 60)
+        XCTAssertNotEqual(s.status, 0)
+        XCTAssertTrue(s.stderr.contains("under mpirun every rank reads the data: give --data FILE"), s.stderr)
+    }
+
+    /// --threads changes nothing in the model (one process).
+    func testTrainThreadsDoNotChangeTheModel() throws {
+        let dir = temporaryDirectory()
+        let data = try digits(dir)
+        let common = ["--data", data, "--steps", "3"] + unetFlags
+        let one = try run("train", common + ["--threads", "1"]), two = try run("train", common + ["--threads", "2"])
+        XCTAssertFalse(one.isEmpty)
+        XCTAssertEqual(one, two, "the U-Net trained with 1 and 2 threads differs")
     }
 }
