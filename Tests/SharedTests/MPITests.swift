@@ -78,19 +78,24 @@ final class MPITests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("differs between ranks: rank 1 against rank 0"), r.stderr)
     }
 
+    /// After `seconds`, kills (SIGKILL) the newest process named `name` whose command line
+    /// holds `marker` followed by a space: one rank of the job under test.
+    static func killNewestRank(named name: String, holding marker: String, after seconds: Double) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+            let k = Process()
+            k.executableURL = URL(fileURLWithPath: "/bin/sh")
+            k.arguments = ["-c", "for p in $(pgrep -x \(name)); do tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- '\(marker) ' && echo $p; done | tail -n 1 | xargs -r kill -9"]
+            try? k.run(); k.waitUntilExit()
+        }
+    }
+
     func testAKilledRankEndsTheJob() throws {
         guard MPITests.mpirun != nil else { throw XCTSkip("Open MPI's mpirun is not installed") }
         let out = temporaryDirectory().appendingPathComponent("out").path
         // A long run (1000 steps of 20,000 samples per rank), marked so that its ranks can be found.
         let marker = "\(UInt32.random(in: 0...UInt32.max))"
         let args = ["denoise", "--analytic", "gaussian mu=0 sigma=1", "--shape", "64", "-n", "40000", "--seed", marker, "--quiet"]
-        DispatchQueue.global().asyncAfter(deadline: .now() + 3) {
-            // Kill one rank: the newest process named denoise whose arguments hold the marker.
-            let k = Process()
-            k.executableURL = URL(fileURLWithPath: "/bin/sh")
-            k.arguments = ["-c", "for p in $(pgrep -x denoise); do tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- '--seed \(marker) ' && echo $p; done | tail -n 1 | xargs -r kill -9"]
-            try? k.run(); k.waitUntilExit()
-        }
+        MPITests.killNewestRank(named: "denoise", holding: "--seed \(marker)", after: 3)
         let start = Date()
         let r = try mpi(["-np", "2"], args, stdout: out, timeout: 60)
         let took = Date().timeIntervalSince(start)
@@ -239,12 +244,7 @@ final class MPITests: XCTestCase {
         let ck = dir.appendingPathComponent("ck.st").path
         // Far more steps than 3 s hold, a checkpoint every 20; the checkpoint path marks the ranks.
         let args = ["train", "--data", data, "--steps", "100000000", "--checkpoint", ck, "--every", "20", "--quiet", "-o", "/dev/null"]
-        DispatchQueue.global().asyncAfter(deadline: .now() + 3) {
-            let k = Process()
-            k.executableURL = URL(fileURLWithPath: "/bin/sh")
-            k.arguments = ["-c", "for p in $(pgrep -x train); do tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- '\(ck) ' && echo $p; done | tail -n 1 | xargs -r kill -9"]
-            try? k.run(); k.waitUntilExit()
-        }
+        MPITests.killNewestRank(named: "train", holding: ck, after: 3)
         let start = Date()
         let r = try mpi(["-np", "2"], args, stdout: "/dev/null", timeout: 60)
         let took = Date().timeIntervalSince(start)
