@@ -98,7 +98,10 @@ final class ModelPredictorTests: XCTestCase {
             XCTAssertEqual(Double(guided.eps[i]), expect, accuracy: 2e-5 * max(1, abs(expect)))
         }
         // W = 1 is the conditional prediction, W = 0 the unconditional one.
+        net.calls = 0; net.samples = 0
         let one = try ClassifierFreeGuided(p, scale: 1).predict(x: x, t: t, y: y)
+        XCTAssertEqual(net.samples, n, "W = 1 is the conditional prediction alone: no unconditional half")
+        XCTAssertEqual(one.eps, c.eps)
         let zero = try ClassifierFreeGuided(p, scale: 0).predict(x: x, t: t, y: y)
         for i in 0..<x.count {
             XCTAssertEqual(one.eps[i], c.eps[i], accuracy: 1e-5)

@@ -93,6 +93,9 @@ public final class ClassifierFreeGuided: EpsPredictor {
     public var describe: String { base.describe }
     public func predict(x: [Float], t: [Int], y: [Int]?) throws -> Prediction {
         guard let y else { throw DDPMError("classifier-free guidance needs class labels (a label or 'y' in the input)") }
+        // W = 1 mixes to the conditional answer exactly (u + (c - u) = c in Double; the rescale
+        // factor is then 1): one forward instead of the pair.
+        if scale == 1 { return try base.checkedPredict(x: x, t: t, y: y) }
         let c: Prediction, u: Prediction
         if let pair = base as? PairPredictor {
             // A model answers both in one batched forward ([x | x] with labels [y | null]).
