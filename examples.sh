@@ -50,7 +50,7 @@ picture "$OUT/forward.png" "four digits (rows) at t = 0, 100, ..., 900, 999 (col
 # ---------------------------------------------------------------------------------------------
 say "(c) 2-D swiss roll: train an MLP noise predictor ($ROLL_STEPS steps), sample, plot"
 run 'tensor toy swissroll -n 10000 --seed $SEED > $OUT/roll.st'
-run 'train --data $OUT/roll.st --arch mlp --width 128 --depth 4 --steps $ROLL_STEPS --batch 256 \
+run 'train --data $OUT/roll.st --arch mlp --width 128 --depth 4 --fourier 6 --steps $ROLL_STEPS --batch 256 \
   --lr 1e-3 --ema 0.999 --seed $SEED --quiet -o $OUT/roll-model.st'
 run 'denoise --model $OUT/roll-model.st -n 2000 --seed $SEED --quiet > $OUT/roll-samples.st'
 run 'tensor scatter $OUT/roll.st $OUT/roll-samples.st --size 320 -o $OUT/swissroll.png'

@@ -115,6 +115,10 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(h, .mlp(MLPConfig(dim: 2, width: 64, learnSigma: true, seed: 2)))
         XCTAssertEqual(ht.loss, .hybrid); XCTAssertEqual(ht.seed, 2); XCTAssertEqual(ht.batch, 256); XCTAssertEqual(ht.optimizer.lr, 1e-3)
         XCTAssertEqual(h.outputShape, [4])
+        // --fourier F lands in the MLP's config (and its architecture as arch.fourier).
+        let (f, _) = try cliConfigs(["--arch", "mlp", "--fourier", "6"], for: data([2]))
+        XCTAssertEqual(f, .mlp(MLPConfig(dim: 2, fourier: 6)))
+        XCTAssertEqual(f.architecture["fourier"], "6")
     }
 
     // MARK: bounds
@@ -127,6 +131,7 @@ final class ConfigTests: XCTestCase {
             (.mlp(MLPConfig(dim: 2, depth: 65)), "depth", "MLP depth 65"),
             (.mlp(MLPConfig(dim: 2, tembDim: 7)), "temb_dim", "time-embedding width 7"),
             (.mlp(MLPConfig(dim: 2, classes: -1)), "classes", "-1 classes"),
+            (.mlp(MLPConfig(dim: 2, fourier: 17)), "fourier", "17 Fourier octaves"),
             (.mlp(MLPConfig(dim: 2, width: 65_536, depth: 64)), "parameters", "more than the limit"),
             (.unet(UNetConfig(inShape: img, channels: 7)), "channels", "channels 7"),
             (.unet(UNetConfig(inShape: img, channels: 1 << 20)), "channels", "channels 1048576"),

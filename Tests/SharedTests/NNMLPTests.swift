@@ -1,5 +1,5 @@
 import XCTest
-import Shared
+@testable import Shared
 
 final class NNMLPTests: XCTestCase {
     func testLinearGradients() {
@@ -96,6 +96,38 @@ final class NNMLPTests: XCTestCase {
                       forward: { net.forward($0, t: t, y: y, training: true) },
                       backward: { net.backward($0) })
         }
+    }
+
+    /// Fourier features (fourier F > 0): the first layer sees [x | sin, cos(pi 2^k x_j) | sinusoid(t)].
+    /// Gradients by finite differences (the input gradient runs through phi's chain rule), the
+    /// features' values against their definition through the first layer, and the architecture
+    /// round trip (the key is written only when F > 0, so older files read as F = 0).
+    func testMLPFourierFeatures() throws {
+        let net = MLP(dim: 2, width: 16, depth: 2, sinusoidDim: 8, fourier: 3, classes: 2, seed: 5)
+        randomizeParameters(net.parameters, seed: 13, scale: 0.5)
+        let t = [0, 10, 500, 999], y = [0, 1, 2, 1]
+        // small inputs keep the highest octave (4 pi) well resolved by the finite differences
+        gradCheck("MLP fourier", input: testNormals(8, seed: 6, scale: 0.3), params: net.parameters,
+                  forward: { net.forward($0, t: t, y: y, training: true) },
+                  backward: { net.backward($0) })
+        XCTAssertEqual(net.hidden[0].inFeatures, 2 * (1 + 2 * 3) + 8)
+        // Layer 0 columns 2 + 2 (j F + k) and + 1 carry sin and cos of pi 2^k x_j: a network whose
+        // first layer reads only the column of cos(4 pi x_1) (j = 1, k = 2) has z = cos(4 pi x_1).
+        let probe = MLP(dim: 2, width: 1, depth: 1, sinusoidDim: 8, fourier: 3, seed: 1)
+        for p in probe.parameters { for i in 0..<p.count { p.w[i] = 0 } }
+        probe.hidden[0].weight.w[2 + 2 * (1 * 3 + 2) + 1] = 1
+        probe.outLayer.weight.w[0] = 1   // out_0 = SiLU(z)
+        let x: [Float] = [0.3, -0.17]
+        let out = probe.forward(x, t: [5], y: nil, training: false)
+        let z = Foundation.cos(4 * Double.pi * -0.17)
+        XCTAssertEqual(Double(out[0]), z / (1 + Foundation.exp(-z)), accuracy: 1e-6)
+        // (net's weights were randomized: the rebuilt network equals a fresh one of the same seed)
+        let again = try NetworkFactory.make(architecture: net.architecture)
+        XCTAssertEqual((again as? MLP)?.fourier, 3)
+        let fresh = MLP(dim: 2, width: 16, depth: 2, sinusoidDim: 8, fourier: 3, classes: 2, seed: 5)
+        XCTAssertEqual(again.parameters.map { Array($0.value) }, fresh.parameters.map { Array($0.value) })
+        XCTAssertNil(MLP(dim: 2, width: 8, depth: 1, sinusoidDim: 8).architecture["fourier"])
+        XCTAssertThrowsError(try NetworkFactory.make(architecture: ["arch": "mlp", "dim": "2", "fourier": "17"]))
     }
 
     func testMLP2DParameterCountAndFactory() throws {

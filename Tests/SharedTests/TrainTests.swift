@@ -434,6 +434,11 @@ final class TrainTests: XCTestCase {
         cases.append(("--width on images", [frame([Float](repeating: 0, count: 2 * 64), [2, 1, 8, 8])],
                       ["--width", "5"], "--width does not apply to the U-Net"))
         cases.append(("too many parameters", good, ["--width", "60000", "--depth", "64"], "more than the limit"))
+        cases.append(("--fourier out of range", good, ["--fourier", "17"], "--fourier: 17 Fourier octaves: must lie in 0 ... 16"))
+        cases.append(("--fourier on images", [frame([Float](repeating: 0, count: 2 * 64), [2, 1, 8, 8])],
+                      ["--fourier", "4"], "--fourier does not apply to the U-Net"))
+        cases.append(("--fourier for a classifier", [frame(x4, [4, 2], y: Tensor([Int64]([0, 1, 0, 1]), shape: [4]))],
+                      ["--classifier", "--fourier", "4"], "--fourier does not apply to the classifier's MLP encoder"))
         for (what, frames, args, message) in cases {
             let start = Date()
             // 10^9 steps: had training started, the test would not finish.

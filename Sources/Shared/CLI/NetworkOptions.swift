@@ -36,6 +36,8 @@ public struct NetworkOptions: ParsableArguments {
     public var depth: Int?
     @Option(help: "MLP sinusoidal time-embedding dimension (default \(NetworkOptions.mlp.tembDim); classifier \(NetworkOptions.clfMLP.tembDim)).")
     public var tembDim: Int?
+    @Option(help: "MLP Fourier features of the input: sin and cos of pi 2^k x for k < F per coordinate (Tancik et al. 2020), for low-dimensional data such as the 2-D toys (default \(NetworkOptions.mlp.fourier): none; at most \(MLPConfig.maxFourier)).")
+    public var fourier: Int?
 
     /// The flags of each family that were given, in help order.
     var unetFlags: [String] {
@@ -43,7 +45,7 @@ public struct NetworkOptions: ParsableArguments {
          ("--heads", heads != nil), ("--groups", groups != nil), ("--dropout", dropout != nil)].filter { $0.1 }.map { $0.0 }
     }
     var mlpFlags: [String] {
-        [("--width", width != nil), ("--depth", depth != nil), ("--temb-dim", tembDim != nil)].filter { $0.1 }.map { $0.0 }
+        [("--width", width != nil), ("--depth", depth != nil), ("--temb-dim", tembDim != nil), ("--fourier", fourier != nil)].filter { $0.1 }.map { $0.0 }
     }
 
     /// The rules between these flags: lists well formed, no flag of the other family.
@@ -86,6 +88,7 @@ public struct NetworkOptions: ParsableArguments {
             try s.set("--width", width, &c.width)
             try s.set("--depth", depth, &c.depth)
             try s.set("--temb-dim", tembDim, &c.tembDim)
+            try s.set("--fourier", fourier, &c.fourier)
             try refuse(unetFlags, "MLP (a U-Net flag)")
             config = .mlp(c)
         case .classifier(var c):
@@ -103,6 +106,7 @@ public struct NetworkOptions: ParsableArguments {
                 try s.set("--width", width, &e.width)
                 try s.set("--depth", depth, &e.depth)
                 try s.set("--temb-dim", tembDim, &e.tembDim)
+                try refuse(fourier != nil ? ["--fourier"] : [], "classifier's MLP encoder (no Fourier features)")
                 try refuse(unetFlags, "classifier's MLP encoder (a U-Net flag)")
                 c.encoder = .mlp(e)
             }
@@ -127,7 +131,7 @@ public struct NetworkOptions: ParsableArguments {
             "channels": ("--channels", channels != nil), "mults": ("--mults", mults != nil),
             "res_blocks": ("--res-blocks", resBlocks != nil), "attn": ("--attn", attn != nil), "heads": ("--heads", heads != nil),
             "groups": ("--groups", groups != nil), "dropout": ("--dropout", dropout != nil), "width": ("--width", width != nil),
-            "depth": ("--depth", depth != nil), "temb_dim": ("--temb-dim", tembDim != nil)]
+            "depth": ("--depth", depth != nil), "temb_dim": ("--temb-dim", tembDim != nil), "fourier": ("--fourier", fourier != nil)]
         guard let (f, isGiven) = given[key], isGiven else { return nil }
         return f
     }

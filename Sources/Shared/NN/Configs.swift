@@ -47,16 +47,22 @@ public struct MLPConfig: Codable, Equatable, Sendable {
     public var depth: Int
     /// Sinusoidal time-embedding width (even).
     public var tembDim: Int
+    /// Fourier octaves per input coordinate (sin, cos of pi 2^k x_j for k < fourier); 0: none.
+    public var fourier: Int
     /// 0: unconditional; else K classes plus the null class K.
     public var classes: Int
     /// Doubled output [eps | v] (the hybrid loss's learned variance).
     public var learnSigma: Bool
     public var seed: UInt64
 
+    /// Largest `fourier`: the octave pi 2^(F-1) stays far below float's 2^24, where sin of x
+    /// would lose every digit.
+    public static let maxFourier = 16
+
     /// The defaults here are the MLP's only ones (train, model files, help text).
-    public init(dim: Int, width: Int = 128, depth: Int = 3, tembDim: Int = 32, classes: Int = 0,
+    public init(dim: Int, width: Int = 128, depth: Int = 3, tembDim: Int = 32, fourier: Int = 0, classes: Int = 0,
                 learnSigma: Bool = false, seed: UInt64 = 0) {
-        self.dim = dim; self.width = width; self.depth = depth; self.tembDim = tembDim
+        self.dim = dim; self.width = width; self.depth = depth; self.tembDim = tembDim; self.fourier = fourier
         self.classes = classes; self.learnSigma = learnSigma; self.seed = seed
     }
 
@@ -71,6 +77,9 @@ public struct MLPConfig: Codable, Equatable, Sendable {
         if !(2...ConfigLimits.width).contains(tembDim) || tembDim % 2 != 0 {
             out.append(ConfigIssue("temb_dim", "time-embedding width \(tembDim) must be even and lie in 2 ... \(ConfigLimits.width)"))
         }
+        if !(0...MLPConfig.maxFourier).contains(fourier) {
+            out.append(ConfigIssue("fourier", "\(fourier) Fourier octaves: must lie in 0 ... \(MLPConfig.maxFourier)"))
+        }
         if !(0...ConfigLimits.classes).contains(classes) { out.append(ConfigIssue("classes", "\(classes) classes: must lie in 0 ... \(ConfigLimits.classes)")) }
         if out.isEmpty, let issue = parameterIssue(parameterCount) { out.append(issue) }
         return out
@@ -79,7 +88,7 @@ public struct MLPConfig: Codable, Equatable, Sendable {
     /// Number of trainable parameters (for a configuration without issues).
     public var parameterCount: Int {
         let out = learnSigma ? 2 * dim : dim
-        return linearCount(dim + tembDim, width) + (depth - 1) * linearCount(width, width) + linearCount(width, out)
+        return linearCount(dim * (1 + 2 * fourier) + tembDim, width) + (depth - 1) * linearCount(width, width) + linearCount(width, out)
             + (classes > 0 ? (classes + 1) * width : 0)
     }
 }
@@ -317,7 +326,7 @@ public enum NetworkConfig: Codable, Equatable, Sendable {
         case .unet(let c):
             return try UNet(config: c)
         case .mlp(let c):
-            return MLP(dim: c.dim, width: c.width, depth: c.depth, sinusoidDim: c.tembDim, classes: c.classes,
+            return MLP(dim: c.dim, width: c.width, depth: c.depth, sinusoidDim: c.tembDim, fourier: c.fourier, classes: c.classes,
                        learnSigma: c.learnSigma, seed: c.seed)
         case .classifier(let c):
             switch c.encoder {
@@ -356,9 +365,11 @@ extension NetworkConfig {
             if c.centerInput != d.centerInput { a["center_input"] = String(c.centerInput) }
             return a
         case .mlp(let c):
-            return ["arch": "mlp", "dim": String(c.dim), "width": String(c.width), "depth": String(c.depth),
-                    "temb_dim": String(c.tembDim), "classes": String(c.classes), "learn_sigma": String(c.learnSigma),
-                    "seed": String(c.seed)]
+            var a = ["arch": "mlp", "dim": String(c.dim), "width": String(c.width), "depth": String(c.depth),
+                     "temb_dim": String(c.tembDim), "classes": String(c.classes), "learn_sigma": String(c.learnSigma),
+                     "seed": String(c.seed)]
+            if c.fourier != 0 { a["fourier"] = String(c.fourier) }   // absent in files of older versions: 0
+            return a
         case .classifier(let c):
             var a = ["arch": arch, "in_shape": archList(c.inShape), "classes": String(c.classes), "seed": String(c.seed)]
             switch c.encoder {
@@ -382,7 +393,8 @@ extension NetworkConfig {
         case "mlp":
             let d = MLPConfig(dim: try p.int("dim", nil))
             self = .mlp(MLPConfig(dim: d.dim, width: try p.int("width", d.width), depth: try p.int("depth", d.depth),
-                                  tembDim: try p.int("temb_dim", d.tembDim), classes: try p.int("classes", d.classes),
+                                  tembDim: try p.int("temb_dim", d.tembDim), fourier: try p.int("fourier", d.fourier),
+                                  classes: try p.int("classes", d.classes),
                                   learnSigma: try p.bool("learn_sigma", d.learnSigma), seed: try p.uint64("seed", d.seed)))
         case "unet":
             var c = UNetConfig(inShape: try p.ints("in_shape", nil))

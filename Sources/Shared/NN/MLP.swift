@@ -1,8 +1,11 @@
 // Noise predictor for [N, D] data (peer's "mlp-2d" when D=2, width 128, depth 3, sinusoid 32).
 import Foundation
 
-/// eps_theta(x, t, y) = Linear_out(SiLU(Linear_depth(... SiLU(Linear_1([x | sinusoid(t)]) + E[y]) ...))).
-/// Class conditioning (classes > 0): a learned table E with classes+1 rows (row `classes`
+/// eps_theta(x, t, y) = Linear_out(SiLU(Linear_depth(... SiLU(Linear_1([x | phi(x) | sinusoid(t)]) + E[y]) ...))).
+/// phi(x): with `fourier` F > 0, the Fourier features of every coordinate x_j at the octaves
+/// f_k = pi 2^k, k < F: (sin f_k x_j, cos f_k x_j) (Tancik et al. 2020; they let an MLP fit the
+/// sharp score of low-dimensional data near its support, which plain coordinates smooth over); F = 0:
+/// none. Class conditioning (classes > 0): a learned table E with classes+1 rows (row `classes`
 /// is the null class) of width `width`, added to the first hidden layer's pre-activation.
 /// learnSigma doubles the output: [eps (D) | v (D)].
 ///
@@ -17,6 +20,8 @@ public final class MLP: Network {
     public let width: Int
     public let depth: Int
     public let sinusoidDim: Int
+    /// Fourier octaves per input coordinate (0: the coordinates alone).
+    public let fourier: Int
     public let classes: Int
     public let learnSigma: Bool
     public let seed: UInt64
@@ -28,6 +33,10 @@ public final class MLP: Network {
     let classEmbedding: ClassEmbedding?
     let input = Buffer()
     let sinusoids: SinusoidTable
+    /// f_k = pi 2^k, k < fourier.
+    let frequencies: [Float]
+    /// Width of a first-layer input row [x | phi(x) | sinusoid(t)].
+    var inWidth: Int { dim * (1 + 2 * fourier) + sinusoidDim }
     var batch = 0
     /// Labels of the last forward (the null class for y = nil); empty without class conditioning.
     var labels: [Int] = []
@@ -39,6 +48,7 @@ public final class MLP: Network {
         var z: [Buffer] = []      // pre-activations of the hidden layers [rows, width]
         var h: [Buffer] = []      // their SiLU [rows, width]
         let dA = Buffer(), dB = Buffer()   // backward: dL/dh and dL/dz [rows, width]
+        let dIn = Buffer()        // backward with Fourier features: dL/d[x | phi(x)] [rows, D (1 + 2F)]
         var gW: [Buffer] = []     // partial dL/dW per layer (hidden..., out)
         var gB: [Buffer] = []     // partial dL/db per layer
         let gTable = Buffer()     // partial dL/dE (class table)
@@ -55,13 +65,16 @@ public final class MLP: Network {
     let blockRows = 256
 
     /// The sizes have no defaults here: MLPConfig holds the MLP's one set (`MLP(config:)`).
-    public init(dim: Int, width: Int, depth: Int, sinusoidDim: Int,
+    public init(dim: Int, width: Int, depth: Int, sinusoidDim: Int, fourier: Int = 0,
                 classes: Int = 0, learnSigma: Bool = false, seed: UInt64 = 0) {
         precondition(dim > 0 && width > 0 && depth > 0 && sinusoidDim > 0 && sinusoidDim % 2 == 0 && classes >= 0)
+        precondition((0...MLPConfig.maxFourier).contains(fourier))
         self.dim = dim
         self.width = width
         self.depth = depth
         self.sinusoidDim = sinusoidDim
+        self.fourier = fourier
+        frequencies = (0..<fourier).map { Float(Double.pi * Double(1 << $0)) }
         self.classes = classes
         self.learnSigma = learnSigma
         self.seed = seed
@@ -69,7 +82,7 @@ public final class MLP: Network {
         let f = ParameterFactory(seed: seed)
         var layers: [Linear] = []
         for i in 0..<depth {
-            layers.append(Linear("layers.\(i)", i == 0 ? dim + sinusoidDim : width, width, f))
+            layers.append(Linear("layers.\(i)", i == 0 ? dim * (1 + 2 * fourier) + sinusoidDim : width, width, f))
         }
         hidden = layers
         outLayer = Linear("out", width, learnSigma ? 2 * dim : dim, f)
@@ -81,12 +94,12 @@ public final class MLP: Network {
     /// Validates `config`, then builds the network.
     public convenience init(config c: MLPConfig) throws {
         try NetworkConfig.mlp(c).validate()
-        self.init(dim: c.dim, width: c.width, depth: c.depth, sinusoidDim: c.tembDim, classes: c.classes,
+        self.init(dim: c.dim, width: c.width, depth: c.depth, sinusoidDim: c.tembDim, fourier: c.fourier, classes: c.classes,
                   learnSigma: c.learnSigma, seed: c.seed)
     }
 
     public var config: NetworkConfig {
-        .mlp(MLPConfig(dim: dim, width: width, depth: depth, tembDim: sinusoidDim, classes: classes,
+        .mlp(MLPConfig(dim: dim, width: width, depth: depth, tembDim: sinusoidDim, fourier: fourier, classes: classes,
                        learnSigma: learnSigma, seed: seed))
     }
     public var inputShape: [Int] { [dim] }
@@ -108,13 +121,24 @@ public final class MLP: Network {
         batch = n
         if classEmbedding != nil { labels = y ?? [Int](repeating: classes, count: n) }
         BLAS.setThreads(1)
-        // The input rows [x | sinusoid(t)] (serially: the sinusoid table fills itself lazily).
-        let inW = dim + sinusoidDim
+        // The input rows [x | phi(x) | sinusoid(t)] (serially: the sinusoid table fills itself lazily).
+        let inW = inWidth, xW = inW - sinusoidDim
         let a = input.ensure(n * inW)
         x.withUnsafeBufferPointer { xs in
-            for r in 0..<n { (a + r * inW).update(from: xs.baseAddress! + r * dim, count: dim) }
+            for r in 0..<n {
+                let row = a + r * inW, xr = xs.baseAddress! + r * dim
+                row.update(from: xr, count: dim)
+                // phi: (sin f_k x_j, cos f_k x_j) at dim + 2 (j F + k)
+                for j in 0..<dim {
+                    for (k, f) in frequencies.enumerated() {
+                        let arg = f * xr[j]
+                        row[dim + 2 * (j * fourier + k)] = sin(arg)
+                        row[dim + 2 * (j * fourier + k) + 1] = cos(arg)
+                    }
+                }
+            }
         }
-        sinusoids.fill(t, into: a + dim, rowStride: inW)
+        sinusoids.fill(t, into: a + xW, rowStride: inW)
         let k = MLP.laneCount(n)
         while lanes.count < k { lanes.append(Lane(depth: depth)) }
         lanesUsed = k
@@ -134,12 +158,12 @@ public final class MLP: Network {
     }
 
     /// Lane forward on `rows`, in blocks of `blockRows`: for each hidden layer i
-    ///   z_i = h_{i-1} W_i^T + b_i (+ E[y] for i = 0),  h_i = SiLU(z_i),  h_{-1} = [x | sinusoid(t)],
+    ///   z_i = h_{i-1} W_i^T + b_i (+ E[y] for i = 0),  h_i = SiLU(z_i),  h_{-1} = [x | phi(x) | sinusoid(t)],
     /// then out = h_{depth-1} W_out^T + b_out into `out`.
     /// The bias is added after the GEMM: fl(acc + b), the same value as a GEMM accumulating onto b.
     func forwardLane(_ L: Lane, _ rows: Range<Int>, _ W: [UnsafePointer<Float>], _ B: [UnsafePointer<Float>],
                      _ table: UnsafePointer<Float>?, _ labels: UnsafePointer<Int>?, _ out: UnsafeMutablePointer<Float>) {
-        let m = rows.count, w = width, inW = dim + sinusoidDim, outF = outLayer.outFeatures
+        let m = rows.count, w = width, inW = inWidth, outF = outLayer.outFeatures
         if m == 0 { return }
         for i in 0..<depth { L.z[i].ensure(m * w); L.h[i].ensure(m * w) }
         var b0 = 0
@@ -204,10 +228,11 @@ public final class MLP: Network {
 
     /// Lane backward on `rows` (dy: the whole batch's dL/d out). With d = dL/dh_i:
     ///   dz_i = d * SiLU'(z_i);  dW_i = dz_i^T h_{i-1};  db_i = sum_rows dz_i;  dE[y] += dz_0;
-    ///   dL/dh_{i-1} = dz_i W_i  (for i = 0 only the x columns of W_0: dL/dx).
+    ///   dL/dh_{i-1} = dz_i W_i  (for i = 0 only the columns of x and phi(x) of W_0, then
+    ///   dL/dx_j = g_j + sum_k f_k (g_sin,jk cos f_k x_j - g_cos,jk sin f_k x_j)).
     func backwardLane(_ L: Lane, _ rows: Range<Int>, _ W: [UnsafePointer<Float>], _ dy: UnsafePointer<Float>,
                       _ labels: UnsafePointer<Int>?, _ dx: UnsafeMutablePointer<Float>) {
-        let m = rows.count, w = width, inW = dim + sinusoidDim, outF = outLayer.outFeatures
+        let m = rows.count, w = width, inW = inWidth, outF = outLayer.outFeatures
         // Partial gradients start at zero (an empty lane contributes zeros).
         for i in 0...depth {
             let inF = i == 0 ? inW : w, o = i == depth ? outF : w
@@ -236,9 +261,26 @@ public final class MLP: Network {
             sumRows(dz, m, w, into: L.gB[i].ptr)
             if i > 0 {
                 BLAS.gemm(false, false, m, w, w, 1, dz, w, W[i], w, 0, d, w)
-            } else {
+            } else if fourier == 0 {
                 // the first layer's input is [x | sinusoid(t)]: only the x columns need a gradient
                 BLAS.gemm(false, false, m, dim, w, 1, dz, w, W[0], inW, 0, dx + rows.lowerBound * dim, dim)
+            } else {
+                // [x | phi(x) | sinusoid(t)]: the gradient of x and phi(x), then phi's chain rule
+                let xW = inW - sinusoidDim
+                let g = L.dIn.ensure(m * xW)
+                BLAS.gemm(false, false, m, xW, w, 1, dz, w, W[0], inW, 0, g, xW)
+                for r in 0..<m {
+                    let gr = g + r * xW, row = input.ptr + (rows.lowerBound + r) * inW
+                    let out = dx + (rows.lowerBound + r) * dim
+                    for j in 0..<dim {
+                        var s = gr[j]
+                        for (k, f) in frequencies.enumerated() {
+                            let c = dim + 2 * (j * fourier + k)
+                            s += f * (gr[c] * row[c + 1] - gr[c + 1] * row[c])
+                        }
+                        out[j] = s
+                    }
+                }
             }
         }
     }
