@@ -85,10 +85,13 @@ public struct MLPConfig: Codable, Equatable, Sendable {
         return out
     }
 
+    /// Width of the first layer's input row [x (D) | Fourier features (2 F D) | sinusoid(t)].
+    public var inputWidth: Int { dim * (1 + 2 * fourier) + tembDim }
+
     /// Number of trainable parameters (for a configuration without issues).
     public var parameterCount: Int {
         let out = learnSigma ? 2 * dim : dim
-        return linearCount(dim * (1 + 2 * fourier) + tembDim, width) + (depth - 1) * linearCount(width, width) + linearCount(width, out)
+        return linearCount(inputWidth, width) + (depth - 1) * linearCount(width, width) + linearCount(width, out)
             + (classes > 0 ? (classes + 1) * width : 0)
     }
 }

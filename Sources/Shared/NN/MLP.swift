@@ -35,8 +35,8 @@ public final class MLP: Network {
     let sinusoids: SinusoidTable
     /// f_k = pi 2^k, k < fourier.
     let frequencies: [Float]
-    /// Width of a first-layer input row [x | phi(x) | sinusoid(t)].
-    var inWidth: Int { dim * (1 + 2 * fourier) + sinusoidDim }
+    /// Width of a first-layer input row [x | phi(x) | sinusoid(t)] (MLPConfig.inputWidth).
+    let inWidth: Int
     var batch = 0
     /// Labels of the last forward (the null class for y = nil); empty without class conditioning.
     var labels: [Int] = []
@@ -75,6 +75,7 @@ public final class MLP: Network {
         self.sinusoidDim = sinusoidDim
         self.fourier = fourier
         frequencies = (0..<fourier).map { Float(Double.pi * Double(1 << $0)) }
+        inWidth = MLPConfig(dim: dim, tembDim: sinusoidDim, fourier: fourier).inputWidth
         self.classes = classes
         self.learnSigma = learnSigma
         self.seed = seed
@@ -82,7 +83,7 @@ public final class MLP: Network {
         let f = ParameterFactory(seed: seed)
         var layers: [Linear] = []
         for i in 0..<depth {
-            layers.append(Linear("layers.\(i)", i == 0 ? dim * (1 + 2 * fourier) + sinusoidDim : width, width, f))
+            layers.append(Linear("layers.\(i)", i == 0 ? inWidth : width, width, f))
         }
         hidden = layers
         outLayer = Linear("out", width, learnSigma ? 2 * dim : dim, f)
@@ -121,24 +122,14 @@ public final class MLP: Network {
         batch = n
         if classEmbedding != nil { labels = y ?? [Int](repeating: classes, count: n) }
         BLAS.setThreads(1)
-        // The input rows [x | phi(x) | sinusoid(t)] (serially: the sinusoid table fills itself lazily).
-        let inW = inWidth, xW = inW - sinusoidDim
+        // The input rows [x | phi(x) | sinusoid(t)]: x and the sinusoids here (serially: the
+        // sinusoid table fills itself lazily), phi(x) by each lane for its rows.
+        let inW = inWidth
         let a = input.ensure(n * inW)
         x.withUnsafeBufferPointer { xs in
-            for r in 0..<n {
-                let row = a + r * inW, xr = xs.baseAddress! + r * dim
-                row.update(from: xr, count: dim)
-                // phi: (sin f_k x_j, cos f_k x_j) at dim + 2 (j F + k)
-                for j in 0..<dim {
-                    for (k, f) in frequencies.enumerated() {
-                        let arg = f * xr[j]
-                        row[dim + 2 * (j * fourier + k)] = sin(arg)
-                        row[dim + 2 * (j * fourier + k) + 1] = cos(arg)
-                    }
-                }
-            }
+            for r in 0..<n { (a + r * inW).update(from: xs.baseAddress! + r * dim, count: dim) }
         }
-        sinusoids.fill(t, into: a + xW, rowStride: inW)
+        sinusoids.fill(t, into: a + inW - sinusoidDim, rowStride: inW)
         let k = MLP.laneCount(n)
         while lanes.count < k { lanes.append(Lane(depth: depth)) }
         lanesUsed = k
@@ -165,6 +156,7 @@ public final class MLP: Network {
                      _ table: UnsafePointer<Float>?, _ labels: UnsafePointer<Int>?, _ out: UnsafeMutablePointer<Float>) {
         let m = rows.count, w = width, inW = inWidth, outF = outLayer.outFeatures
         if m == 0 { return }
+        fillFourier(rows)
         for i in 0..<depth { L.z[i].ensure(m * w); L.h[i].ensure(m * w) }
         var b0 = 0
         while b0 < m {
@@ -186,6 +178,21 @@ public final class MLP: Network {
             BLAS.gemm(false, true, bm, outF, w, 1, a, w, W[depth], w, 0, o, outF)
             for r in 0..<bm { addRow(B[depth], into: o + r * outF, outF) }
             b0 += bm
+        }
+    }
+
+    /// phi(x) of the input rows `rows` from their x: (sin f_k x_j, cos f_k x_j) at column D + 2 (j F + k).
+    func fillFourier(_ rows: Range<Int>) {
+        guard fourier > 0 else { return }
+        for r in rows {
+            let row = input.ptr + r * inWidth
+            for j in 0..<dim {
+                for (k, f) in frequencies.enumerated() {
+                    let c = dim + 2 * (j * fourier + k), arg = f * row[j]
+                    row[c] = sin(arg)
+                    row[c + 1] = cos(arg)
+                }
+            }
         }
     }
 
