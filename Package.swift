@@ -18,7 +18,7 @@ let cpuFlags: [String] = {
         if info.contains(" avx512f"), info.contains(" avx512bw"), info.contains(" avx512vl") {
             return ["-target-cpu", "znver4", "-D", "AVX512"]
         }
-        return ["-target-cpu", "haswell"]
+        return ["-target-cpu", "haswell", "-D", "AVX2"]
     }
     #endif
     return []

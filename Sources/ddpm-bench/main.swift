@@ -145,9 +145,16 @@ struct Bench: ParsableCommand {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let rssMB = Double(usage.ru_maxrss) / 1024
         eprint(String(format: "peak RSS %.0f MB", rssMB))
+        eprint("kernels: \(GemmKernel.buildVectorBits)-bit build, OpenBLAS core \(GemmKernel.openBLASCore), GEMM \(GemmKernel.choice.rawValue)")
         let json: [String: Any] = [
             "env": ["tool": "ddpm-bench", "version": toolkitVersion, "threads": threads,
-                    "cpus": ProcessInfo.processInfo.activeProcessorCount],
+                    "cpus": ProcessInfo.processInfo.activeProcessorCount,
+                    // which kernels ran: our build's vector ISA, OpenBLAS's run-time core, the GEMM
+                    // chosen from them (GemmKernel), the Winograd tile of the 3x3 convolutions
+                    "isa": GemmKernel.buildVectorBits == 512 ? "avx512" : GemmKernel.buildVectorBits == 256 ? "avx2" : "baseline",
+                    "openblas_core": GemmKernel.openBLASCore, "gemm": GemmKernel.choice.rawValue,
+                    "winograd_tile": "F(2x2,3x3)",
+                    "openblas_coretype_env": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? ""],
             "method": "median of --repeats timed runs after warm-up; a training step is Trainer.trainStep() as in train: "
                 + "the batch (t, eps, x_t = sqrt(abar) x0 + sqrt(1 - abar) eps; 10 % null labels for cond), forward, L_simple, "
                 + "backward, the gradient norm, AdamW as the peer (lr 1e-4 unet / 1e-3 mlp, weight decay 0.01, no clipping) and "

@@ -52,7 +52,7 @@ extension Parameter {
 /// GEMMs may use `setThreads(BLAS.maxThreads)`. Never changed from inside a
 /// parallel region.
 public enum BLAS {
-    nonisolated(unsafe) private static var current = -1
+    nonisolated(unsafe) static var current = -1
     /// Threads used for big GEMMs and for our own parallel loops (2 on the dev machine).
     nonisolated(unsafe) public static var maxThreads: Int = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 2))
 
@@ -63,14 +63,90 @@ public enum BLAS {
         }
     }
 
-    /// C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C, row-major.
+    /// C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C, row-major: OpenBLAS, or our own kernel
+    /// (Gemm.swift) where `GemmKernel.choice` says so, on the threads of the last `setThreads`.
     @inline(__always)
     public static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
                             _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
                             _ b: UnsafePointer<Float>, _ ldb: Int,
                             _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        if GemmKernel.choice == .own {
+            ownGemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+extension BLAS {
+    /// Our kernel on `current` threads: big products are split into column (or row) ranges
+    /// aligned to the register tile, one per thread; every element is summed in the same order.
+    static func ownGemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+                        _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+                        _ b: UnsafePointer<Float>, _ ldb: Int,
+                        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        let t = current < 1 ? maxThreads : current
+        if t == 1 || m * n * k < 1 << 20 {
+            OwnGemm.sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        let nt = (n + OwnGemm.nr - 1) / OwnGemm.nr, mt = (m + OwnGemm.mr - 1) / OwnGemm.mr
+        let splitN = nt >= mt || nt >= 2 * t
+        let tiles = splitN ? nt : mt, pieces = min(t, tiles)
+        DispatchQueue.concurrentPerform(iterations: pieces) { q in
+            let r = chunkRange(q, of: pieces, n: tiles)
+            if splitN {
+                let j0 = r.lowerBound * OwnGemm.nr, j1 = min(n, r.upperBound * OwnGemm.nr)
+                let bj = transB ? b + j0 * ldb : b + j0
+                OwnGemm.sgemm(transA, transB, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc)
+            } else {
+                let i0 = r.lowerBound * OwnGemm.mr, i1 = min(m, r.upperBound * OwnGemm.mr)
+                let ai = transA ? a + i0 : a + i0 * lda
+                OwnGemm.sgemm(transA, transB, i1 - i0, n, k, alpha, ai, lda, b, ldb, beta, c + i0 * ldc, ldc)
+            }
+        }
+    }
+}
+
+/// Which single-precision GEMM runs, chosen once per process from OpenBLAS's run-time core and
+/// this build's vector width (Package.swift's cpuFlags): ours where OpenBLAS's kernel is
+/// narrower (an SSE core on an AVX-512 or AVX2 build, or a 256-bit core on an AVX-512 build),
+/// OpenBLAS otherwise. DDPM_GEMM=openblas or DDPM_GEMM=own overrides it (for benchmarks).
+public enum GemmKernel: String, Sendable {
+    case openblas, own
+
+    public static let choice: GemmKernel = {
+        if let v = ProcessInfo.processInfo.environment["DDPM_GEMM"], let k = GemmKernel(rawValue: v) { return k }
+        return preferred(core: openBLASCore, buildBits: buildVectorBits)
+    }()
+
+    /// OpenBLAS's kernel family at run time (openblas_get_corename, e.g. "Haswell", "SkylakeX", "Prescott").
+    public static let openBLASCore: String = String(cString: openblas_get_corename())
+
+    /// Vector width of this build's own kernels: 512 (AVX-512), 256 (AVX2 + FMA) or 128.
+    public static var buildVectorBits: Int {
+        #if AVX512
+        return 512
+        #elseif AVX2
+        return 256
+        #else
+        return 128
+        #endif
+    }
+
+    /// The rule: ours when OpenBLAS's sgemm vectors are narrower than ours.
+    static func preferred(core: String, buildBits: Int) -> GemmKernel {
+        let c = core.lowercased()
+        let openBits: Int
+        if ["skylakex", "cooperlake", "sapphirerapids"].contains(c) {
+            openBits = 512
+        } else if ["haswell", "zen", "excavator", "steamroller", "piledriver"].contains(c) {
+            openBits = 256
+        } else {
+            openBits = 128
+        }
+        return buildBits > openBits ? .own : .openblas
     }
 }
 
