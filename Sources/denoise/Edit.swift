@@ -49,7 +49,7 @@ struct Inpaint: ParsableCommand {
         let (setup, shape) = try input.open(predictor.spec(answersV: sampler.variance == .learned), reader: reader)
         defer { setup.close() }
         let mask = try InpaintMask.load(path: inpaint.mask, sampleShape: shape)
-        let options = sampler.options(from: nil, defaultVariance: SampleJob.defaultVariance(setup: setup, kind: sampler.sampler))
+        let options = sampler.options(from: nil, defaults: SampleJob.defaults(setup: setup, kind: sampler.sampler))
         var job = InpaintJob(setup: setup, options: options, repaint: inpaint.options, mask: mask, sampleShape: shape)
         job.seed = input.seed; job.batch = input.batch; job.offset = input.offset; job.quiet = input.quiet
         try job.run(reader: reader, writer: try FrameWriter())

@@ -67,7 +67,7 @@ struct Sample: ParsableCommand, ShardedCommand {
         let reader = from != nil ? FrameReader() : nil
         let (setup, shape) = try input.open(predictor.spec(answersV: sampler.variance == .learned), reader: reader)
         defer { setup.close() }
-        let options = sampler.options(from: from, defaultVariance: SampleJob.defaultVariance(setup: setup, kind: sampler.sampler))
+        let options = sampler.options(from: from, defaults: SampleJob.defaults(setup: setup, kind: sampler.sampler))
         var job = SampleJob(setup: setup, options: options, sampleShape: shape)
         job.count = n; job.seed = input.seed; job.batch = input.batch; job.offset = input.offset
         job.every = every; job.quiet = input.quiet

@@ -256,6 +256,40 @@ final class DiffusersTests: XCTestCase {
         XCTAssertLessThan(e, 1e-4)
     }
 
+    /// The pipeline's own scheduler config as the sampler's defaults: `denoise --model PIPELINE
+    /// --sampler ddim --steps 5` takes steps_offset 1 (t = 801, ..., 1), clip_sample and DDIMScheduler's
+    /// eps convention (x_0 clipped, the model's eps kept) from scheduler_config.json, and matches
+    /// DDIMScheduler.from_pretrained's loop. Five steps, tolerance 1e-4: with the random network's
+    /// eps kept the chain amplifies a relative input change of 1e-6 to 2e-5 after 5 steps (to 0.1
+    /// after 50; measured in float64, scripts/diffusers-unet-fixtures.py), and each of our forwards
+    /// is within about 1e-6 of diffusers'. Its x_0 reaches |x| ~ 500 unclipped, so clipping acts at
+    /// every step: re-deriving eps from the clipped x_0 (an explicit --clip) or not offsetting the
+    /// steps (--steps-offset 0) must each land far from the reference.
+    func testDDIMWithThePipelinesSchedulerConfigMatchesDiffusers() throws {
+        let ref = try Frame.load(path: fixture("cifar-small") + "/ddim5-pipeline.safetensors")
+        XCTAssertEqual(try ref.require("timesteps").doubles.map { Int($0) }, [801, 601, 401, 201, 1])
+        var input = Frame(metadata: ["kind": "batch"])
+        input["x"] = try ref.require("x_T")
+        let want = try ref.require("x_0").floats
+        func run(_ extra: [String]) throws -> (x: [Float], meta: [String: String]) {
+            let r = try runTool("denoise", ["--model", fixture("cifar-small-pipeline"), "--from", "999", "--sampler", "ddim",
+                                            "--steps", "5", "--quiet"] + extra, stdin: try encode([input]))
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let out = try XCTUnwrap(try decode(r.stdout).first)
+            return (try out.require("x").floats, out.metadata)
+        }
+        let (x, meta) = try run([])
+        XCTAssertEqual(meta["steps_offset"], "1"); XCTAssertEqual(meta["clip"], "true"); XCTAssertEqual(meta["clip_model_eps"], "true")
+        XCTAssertEqual(meta["start_t"], "801")
+        let e = relError(x, want)
+        print("diffusers pipeline DDIM-5 (steps_offset 1, clip_sample): relative error \(e)")
+        XCTAssertLessThan(e, 1e-4)
+        // The same with every default spelled out.
+        XCTAssertLessThan(relError(try run(["--steps-offset", "1", "--clip", "--clip-model-eps", "--spacing", "leading"]).x, want), 1e-4)
+        XCTAssertGreaterThan(relError(try run(["--clip"]).x, want), 1e-2, "re-deriving eps should differ")
+        XCTAssertGreaterThan(relError(try run(["--steps-offset", "0"]).x, want), 1e-2, "the offset should matter")
+    }
+
     /// README's "Use a diffusers model" block, run as written on a copy of the pipeline fixture.
     func testReadmeBlockRunsAsWritten() throws {
         let script = try documentedBlock("README.md", after: "<!-- tested-diffusers -->", language: "sh")

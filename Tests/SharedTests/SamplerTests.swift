@@ -19,6 +19,16 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(try Spacing.leading.timesteps(count: 10, steps: 3), [0, 3, 6])
         XCTAssertEqual(try Spacing.trailing.timesteps(count: 10, steps: 3), [2, 6, 9])   // round(10 - 10j/3) - 1
         XCTAssertEqual(try Spacing.linspace.timesteps(count: 10, steps: 3), [0, 4, 9])   // 4.5 rounds half to even
+        // diffusers' steps_offset: leading only, and never past N - 1.
+        XCTAssertEqual(try Spacing.leading.timesteps(count: 1000, steps: 50, offset: 1), Array(stride(from: 1, through: 981, by: 20)))
+        XCTAssertEqual(try Spacing.leading.timesteps(count: 10, steps: 3, offset: 3), [3, 6, 9])
+        XCTAssertThrowsError(try Spacing.leading.timesteps(count: 10, steps: 3, offset: 4))
+        XCTAssertThrowsError(try Spacing.trailing.timesteps(count: 10, steps: 3, offset: 1))
+        var d = SamplerDefaults(T: 1000); d.stepsOffset = 1
+        XCTAssertFalse(d.offsetFits(from: nil, steps: nil))   // 1000 steps: t = 1 ... 1000
+        XCTAssertTrue(d.offsetFits(from: nil, steps: 50))
+        XCTAssertFalse(d.offsetFits(from: 49, steps: 50))     // SDEdit from t = 49: t = 1 ... 50
+
         for s in Spacing.allCases where s != .karras {   // karras: SolverTests
             XCTAssertEqual(try s.timesteps(count: 7, steps: 7), Array(0..<7), "\(s) with K = N")
             XCTAssertThrowsError(try s.timesteps(count: 10, steps: 0))

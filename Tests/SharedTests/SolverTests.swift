@@ -372,6 +372,11 @@ final class SolverTests: XCTestCase {
             (["--snr", "0.2"], "--snr applies to --corrector-steps"),
             (["--sampler", "dpmpp-3m"], "dpmpp-3m"),
             (["--spacing", "karras", "--steps", "2000"], "exceed"),
+            (["--spacing", "trailing", "--steps-offset", "1"], "--steps-offset applies to --spacing leading"),
+            (["--steps-offset=-1"], "--steps-offset must be >= 0"),
+            (["--steps", "50", "--steps-offset", "30"], "past t = 999"),
+            (["--clip-model-eps", "--sampler", "ddim"], "--clip-model-eps applies with --clip"),
+            (["--clip-model-eps", "--clip"], "--clip-model-eps applies to --sampler ddim"),
         ]
         for (args, expect) in cases {
             let r = try runTool("denoise", base + args)

@@ -76,8 +76,11 @@ public struct SamplerArguments: ParsableArguments {
     @Option(help: "DDPM variance: beta, posterior (beta~) or learned (predictor answers v); --sampler ddpm only. Default: learned for a --model with a learned variance, else posterior.")
     public var variance: VarianceKind?
     @Option(help: "Number of sampling steps K (default: every timestep; karras: K sigmas, fewer steps when timesteps coincide).") public var steps: Int?
-    @Option(help: "Timestep spacing for --steps: leading, trailing, linspace or karras (Karras et al. 2022, eq. 5, rho = 7) (docs/METHODS.md).") public var spacing: Spacing = .leading
-    @Flag(help: "Clip the predicted x_0 to [-1, 1] (the mean/eps are recomputed from it).") public var clip = false
+    @Option(help: "Timestep spacing for --steps: leading, trailing, linspace or karras (Karras et al. 2022, eq. 5, rho = 7) (docs/METHODS.md). Default: leading, or a diffusers model's timestep_spacing.") public var spacing: Spacing?
+    @Option(help: "Added to every leading timestep (diffusers' steps_offset: with 1, DDIM 50 visits 1, 21, ..., 981). Default: 0, or a diffusers model's steps_offset where it fits.") public var stepsOffset: Int?
+    @Flag(inversion: .prefixedNo, help: "Clip the predicted x_0 to [-1, 1] (the mean/eps are recomputed from it). Default: off, or a diffusers model's clip_sample.") public var clip: Bool?
+    @Flag(help: "With --clip or --dynamic-threshold and --sampler ddim: keep the model's eps in the update instead of re-deriving it from the clipped x_0 (diffusers' DDIMScheduler default; on by default for a diffusers model that clips).")
+    public var clipModelEps = false
     @Flag(help: "Dynamic thresholding of the predicted x_0 (Saharia et al. 2022): per sample s = clamp(quantile(|x_0|, P), 1, M), x_0 <- clamp(x_0, -s, s) / s. Excludes --clip.")
     public var dynamicThreshold = false
     @Option(help: "With --dynamic-threshold: the percentile P in (0, 1].") public var thresholdPercentile: Double = 0.995
@@ -95,7 +98,11 @@ public struct SamplerArguments: ParsableArguments {
         guard correctorSteps >= 0 && correctorSteps <= 1000 else { throw ValidationError("--corrector-steps must lie in 0 ... 1000") }
         guard snr > 0 && snr.isFinite else { throw ValidationError("--snr must be > 0, got \(snr)") }
         if snr != 0.16 && correctorSteps == 0 { throw ValidationError("--snr applies to --corrector-steps K > 0") }
-        if dynamicThreshold && clip { throw ValidationError("--clip and --dynamic-threshold exclude each other") }
+        if dynamicThreshold && clip == true { throw ValidationError("--clip and --dynamic-threshold exclude each other") }
+        if let stepsOffset, stepsOffset < 0 { throw ValidationError("--steps-offset must be >= 0, got \(stepsOffset)") }
+        if let spacing, spacing != .leading, stepsOffset ?? 0 != 0 { throw ValidationError("--steps-offset applies to --spacing leading") }
+        if clipModelEps && clip != true && !dynamicThreshold { throw ValidationError("--clip-model-eps applies with --clip or --dynamic-threshold") }
+        if clipModelEps && sampler != .ddim { throw ValidationError("--clip-model-eps applies to --sampler ddim") }
         if !dynamicThreshold && (thresholdPercentile != 0.995 || thresholdMax != 1) {
             throw ValidationError("--threshold-percentile and --threshold-max apply to --dynamic-threshold")
         }
@@ -103,11 +110,14 @@ public struct SamplerArguments: ParsableArguments {
         guard thresholdMax >= 1 && thresholdMax.isFinite else { throw ValidationError("--threshold-max must be finite and >= 1, got \(thresholdMax)") }
     }
 
-    /// The typed chain; `defaultVariance` when --variance is not given.
-    public func options(from: Int?, defaultVariance: VarianceKind) -> SamplerOptions {
+    /// The typed chain; the model's `defaults` where a flag is not given.
+    public func options(from: Int?, defaults d: SamplerDefaults) -> SamplerOptions {
         var o = SamplerOptions()
-        o.kind = sampler; o.eta = eta; o.variance = variance ?? defaultVariance; o.steps = steps
-        o.spacing = spacing; o.from = from; o.clip = clip
+        o.kind = sampler; o.eta = eta; o.variance = variance ?? d.variance; o.steps = steps
+        o.spacing = spacing ?? d.spacing; o.from = from
+        o.clip = clip ?? (dynamicThreshold ? false : d.clip)
+        o.stepsOffset = stepsOffset ?? (o.spacing == .leading && d.offsetFits(from: from, steps: steps) ? d.stepsOffset : 0)
+        o.keepsModelEps = clipModelEps || (clip == nil && !dynamicThreshold && o.clip && sampler == .ddim && d.keepsModelEps)
         if dynamicThreshold { o.threshold = DynamicThreshold(percentile: thresholdPercentile, maxValue: thresholdMax) }
         o.correctorSteps = correctorSteps; o.snr = snr
         return o

@@ -3,7 +3,8 @@
 // sample steps are flawed"), Table 2, written 0-based over N = from + 1 steps
 // (t = 0 .. from; from = T-1 when sampling from pure noise):
 //   linspace: t_i = round(i (N-1) / (K-1))            (includes 0 and N-1; round = half to even, as numpy)
-//   leading:  t_i = i floor(N / K)                    (starts at 0, may stop short of N-1)
+//   leading:  t_i = i floor(N / K) + o                (starts at o, may stop short of N-1; o = steps_offset,
+//             diffusers' DDIMScheduler / DDPMScheduler, which add it to leading spacing only)
 //   trailing: t_j = round(N - j N / K) - 1, j = 0..K-1 (starts at N-1, may stop short of 0)
 // With K = N all three are 0 .. N-1.
 //   karras:   sigma_k = (sigma_max^(1/rho) + k/(K-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, rho = 7,
@@ -18,8 +19,10 @@ public enum Spacing: String, CaseIterable, Sendable {
 
     /// The visited timesteps, ascending, distinct, within 0 ..< count; `alphaBar` of the schedule
     /// (at least `count` values) is needed by karras only.
-    public func timesteps(count n: Int, steps k: Int, alphaBar: [Double]? = nil) throws -> [Int] {
+    public func timesteps(count n: Int, steps k: Int, alphaBar: [Double]? = nil, offset: Int = 0) throws -> [Int] {
         guard n >= 1 else { throw DDPMError("no timesteps to sample over") }
+        guard offset == 0 || self == .leading else { throw DDPMError("a steps offset applies to leading spacing only, not to \(rawValue)") }
+        guard offset >= 0 else { throw DDPMError("the steps offset must be >= 0, got \(offset)") }
         guard k >= 1 else { throw DDPMError("the number of sampling steps must be at least 1, got \(k)") }
         guard k <= n else { throw DDPMError("\(k) sampling steps exceed the \(n) timesteps available (0 ... \(n - 1))") }
         var ts: [Int]
@@ -28,7 +31,10 @@ public enum Spacing: String, CaseIterable, Sendable {
             ts = k == 1 ? [n - 1] : (0..<k).map { Int((Double($0) * Double(n - 1) / Double(k - 1)).rounded(.toNearestOrEven)) }
         case .leading:
             let stride = n / k
-            ts = (0..<k).map { $0 * stride }
+            guard (k - 1) * stride + offset <= n - 1 else {
+                throw DDPMError("steps offset \(offset) moves the last of \(k) leading timesteps to \((k - 1) * stride + offset), past t = \(n - 1)")
+            }
+            ts = (0..<k).map { $0 * stride + offset }
         case .trailing:
             let stride = Double(n) / Double(k)
             ts = (0..<k).map { Int((Double(n) - Double($0) * stride).rounded(.toNearestOrEven)) - 1 }.reversed()

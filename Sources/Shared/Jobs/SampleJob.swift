@@ -22,6 +22,21 @@ public struct SampleJob {
         setup.model != nil && setup.base.learnsVariance && kind == .ddpm ? .learned : .posterior
     }
 
+    /// The sampler settings the predictor brings: its default variance, and for a model read from a
+    /// diffusers scheduler config its timestep_spacing, steps_offset and clip_sample (with the eps
+    /// of DDIMScheduler's default, use_clipped_model_output = False), so that `denoise --model DIR
+    /// --sampler ddim --steps 50` is the pipeline's own loop.
+    public static func defaults(setup: PredictorSetup, kind: SamplerKind) -> SamplerDefaults {
+        var d = SamplerDefaults(variance: defaultVariance(setup: setup, kind: kind), T: setup.schedule.T)
+        if let m = setup.model?.metadata, m[DiffusersDirectory.schedulerKey] != nil {
+            d.spacing = m["timestep_spacing"].flatMap(Spacing.init(rawValue:)) ?? .leading
+            d.stepsOffset = m["steps_offset"].flatMap { Int($0) } ?? 0
+            d.clip = m["clip_sample"] == "true" && m["clip_sample_range"].flatMap { Double($0) } == 1
+            d.keepsModelEps = true
+        }
+        return d
+    }
+
     /// `reader`: the x_t frames for SDEdit (options.from set), nil to sample from noise.
     public func run(reader: FrameReader?, writer: FrameWriter) throws {
         guard count >= 0, batch >= 1, offset >= 0, every >= 0 else {
@@ -50,6 +65,8 @@ public struct SampleJob {
         meta["tool"] = "denoise"; meta["seed"] = String(seed)
         meta["sampler"] = options.kind.rawValue; meta["steps"] = String(plan.stepCount); meta["spacing"] = options.spacing.rawValue
         meta["eta"] = "\(options.eta)"; meta["variance"] = options.variance.rawValue; meta["clip"] = String(options.clip)
+        if options.stepsOffset != 0 { meta["steps_offset"] = String(options.stepsOffset) }
+        if options.keepsModelEps { meta["clip_model_eps"] = "true" }
         meta["start_t"] = String(plan.startTimestep); meta["corrector_steps"] = String(options.correctorSteps)
         if let th = options.threshold { meta["dynamic_threshold"] = "\(th.percentile)"; meta["threshold_max"] = "\(th.maxValue)" }
         if options.correctorSteps > 0 { meta["snr"] = "\(options.snr)" }

@@ -18,6 +18,25 @@ public enum SamplerKind: String, CaseIterable, Sendable {
 }
 public enum VarianceKind: String, CaseIterable, Sendable { case beta, posterior, learned }
 
+/// What a predictor brings as sampler defaults (SampleJob.defaults); the tools' flags override it.
+public struct SamplerDefaults: Sendable, Equatable {
+    public var variance: VarianceKind = .posterior
+    public var spacing: Spacing = .leading
+    public var stepsOffset = 0
+    public var clip = false
+    /// DDIM keeps the model's eps after clipping (diffusers' convention).
+    public var keepsModelEps = false
+    /// The schedule's length, to tell whether the offset fits.
+    public var T = 1000
+    public init(variance: VarianceKind = .posterior, T: Int = 1000) { self.variance = variance; self.T = T }
+
+    /// Whether leading spacing with `stepsOffset` stays within 0 ... from for `steps` steps.
+    public func offsetFits(from: Int?, steps: Int?) -> Bool {
+        let n = (from ?? T - 1) + 1, k = steps ?? n
+        return k >= 1 && k <= n && (k - 1) * (n / k) + stepsOffset <= n - 1
+    }
+}
+
 /// Everything that chooses a reverse chain, typed (the tools' sampler option group builds it).
 public struct SamplerOptions: Sendable, Equatable {
     public var kind: SamplerKind = .ddpm
@@ -28,10 +47,15 @@ public struct SamplerOptions: Sendable, Equatable {
     /// nil: every timestep of 0 ... from.
     public var steps: Int? = nil
     public var spacing: Spacing = .leading
+    /// Added to every leading timestep (diffusers' steps_offset).
+    public var stepsOffset = 0
     /// The timestep the chain starts from (nil: T - 1).
     public var from: Int? = nil
     /// Clip the predicted x_0 to [-1, 1].
     public var clip = false
+    /// With clip / threshold: DDIM keeps the model's eps instead of re-deriving it from the changed x_0
+    /// (diffusers' DDIMScheduler.step with use_clipped_model_output = False, its default).
+    public var keepsModelEps = false
     /// Langevin corrector steps after each reverse step, and their signal-to-noise ratio.
     public var correctorSteps = 0
     public var snr = 0.16
@@ -42,7 +66,7 @@ public struct SamplerOptions: Sendable, Equatable {
     public init() {}
 
     /// How x0^ is post-processed (X0Estimate.swift).
-    public var x0Rule: X0Rule { X0Rule(clip: clip, threshold: threshold) }
+    public var x0Rule: X0Rule { X0Rule(clip: clip, threshold: threshold, keepsModelEps: keepsModelEps) }
 
     /// Range checks of the values themselves (the schedule's are in `SamplingPlan`).
     public func validate() throws {
@@ -56,12 +80,15 @@ public struct SamplerOptions: Sendable, Equatable {
             if clip { throw DDPMError("clipping and dynamic thresholding of x_0 exclude each other") }
             try threshold.validate()
         }
+        if keepsModelEps && kind != .ddim { throw DDPMError("keeping the model's eps after clipping applies to DDIM, not to \(kind.rawValue)") }
+        if keepsModelEps && !clip && threshold == nil { throw DDPMError("keeping the model's eps applies when x_0 is clipped or thresholded") }
     }
 
     /// The reverse step of this kind on `schedule`.
     public func makeSolver(schedule: Schedule) throws -> any ReverseSolver {
         try validate()
-        let plan = try SamplingPlan(schedule: schedule, from: from, steps: steps, spacing: spacing, keepZeroSNRStart: keepsZeroSNRStart)
+        let plan = try SamplingPlan(schedule: schedule, from: from, steps: steps, spacing: spacing, stepsOffset: stepsOffset,
+                                    keepZeroSNRStart: keepsZeroSNRStart)
         let rule = x0Rule
         switch kind {
         case .ddpm: return DDPMStep(plan: plan, variance: variance, rule: rule)
@@ -90,13 +117,13 @@ public struct SamplingPlan: Sendable {
     public let droppedTerminal: Int?
 
     /// `keepZeroSNRStart`: keep a first timestep with abar = 0 (the predictor gives x_0 there).
-    public init(schedule: Schedule, from: Int? = nil, steps: Int? = nil, spacing: Spacing = .leading,
+    public init(schedule: Schedule, from: Int? = nil, steps: Int? = nil, spacing: Spacing = .leading, stepsOffset: Int = 0,
                 keepZeroSNRStart: Bool = false) throws {
         let from = from ?? schedule.T - 1
         guard from >= 0 && from < schedule.T else {
             throw DDPMError("start timestep \(from) is outside 0 ... \(schedule.T - 1) (the schedule has T = \(schedule.T))")
         }
-        var ts = try spacing.timesteps(count: from + 1, steps: steps ?? from + 1, alphaBar: schedule.alphaBar)
+        var ts = try spacing.timesteps(count: from + 1, steps: steps ?? from + 1, alphaBar: schedule.alphaBar, offset: stepsOffset)
         var dropped: Int? = nil
         if !keepZeroSNRStart, let last = ts.last, schedule.alphaBar[last] == 0 {
             dropped = last

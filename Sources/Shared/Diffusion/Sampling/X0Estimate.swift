@@ -4,7 +4,8 @@
 //   threshold: per sample, q = quantile(|x0^|, p) (linear interpolation, as torch.quantile),
 //              m = clamp(q, 1, max), x0^ <- clamp(x0^, -m, m) / m
 //              (Saharia et al. 2022, "Imagen", sec. 2.3; diffusers' _threshold_sample)
-//   eps^ = eps as given, or (x - a x0^) / s when clip/threshold changed x0^ (the pair stays consistent).
+//   eps^ = eps as given, or (x - a x0^) / s when clip/threshold changed x0^ (the pair stays consistent),
+//          unless the rule keeps the model's eps (diffusers' DDIM default, use_clipped_model_output = False).
 // At abar = 0 only p.x0 can give x_0 (eps-prediction cannot: a = 0).
 import Foundation
 
@@ -34,7 +35,11 @@ public struct DynamicThreshold: Sendable, Equatable {
 public struct X0Rule: Sendable, Equatable {
     public var clip: Bool
     public var threshold: DynamicThreshold?
-    public init(clip: Bool = false, threshold: DynamicThreshold? = nil) { self.clip = clip; self.threshold = threshold }
+    /// eps^ stays the model's when x0^ is changed (else it is re-derived from x0^).
+    public var keepsModelEps: Bool
+    public init(clip: Bool = false, threshold: DynamicThreshold? = nil, keepsModelEps: Bool = false) {
+        self.clip = clip; self.threshold = threshold; self.keepsModelEps = keepsModelEps
+    }
     public static let none = X0Rule()
     var changesX0: Bool { clip || threshold != nil }
 }
@@ -64,7 +69,7 @@ public enum X0Estimate {
                 for j in start ..< start + d { x0[j] = min(m, max(-m, x0[j])) / m }
             }
         }
-        if s > 0 { for j in 0..<x.count { eps[j] = (Double(x[j]) - a * x0[j]) / s } }
+        if s > 0 && !rule.keepsModelEps { for j in 0..<x.count { eps[j] = (Double(x[j]) - a * x0[j]) / s } }
         return (x0, eps)
     }
 }
