@@ -110,13 +110,10 @@ def write(name, cfg, seed):
     return model
 
 
-def ddim50(model, name):
-    """DDIM, 50 steps, eta 0, from a fixed x_T: DDIMScheduler with leading spacing, steps_offset 0,
-    set_alpha_to_one, no clipping (the visited t are 980, 960, ..., 0); NAME/ddim50.safetensors
-    holds x_T and the result x_0."""
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                          clip_sample=False, set_alpha_to_one=True, steps_offset=0, prediction_type="epsilon")
-    sched.set_timesteps(50)
+def ddim_loop(model, sched, steps, name, file):
+    """`steps` DDIM steps (eta 0) with `sched` from the fixed x_T (seed 50, 4 samples); writes
+    NAME/FILE with x_T, the result x_0 and the visited timesteps."""
+    sched.set_timesteps(steps)
     g = torch.Generator().manual_seed(50)
     c, s = model.config.in_channels, model.config.sample_size
     x_T = torch.randn((4, c, s, s), generator=g)
@@ -125,9 +122,16 @@ def ddim50(model, name):
         for t in sched.timesteps:
             eps = model(x, t).sample
             x = sched.step(eps, t, x, eta=0.0).prev_sample
-    save_file({"x_T": x_T, "x_0": x.contiguous(), "timesteps": sched.timesteps.clone()},
-              os.path.join(ROOT, name, "ddim50.safetensors"))
-    print(f"{name}: DDIM-50 over t = {sched.timesteps[0]} ... {sched.timesteps[-1]}", file=sys.stderr)
+    save_file({"x_T": x_T, "x_0": x.contiguous(), "timesteps": sched.timesteps.clone()}, os.path.join(ROOT, name, file))
+    print(f"{name}: {file}: DDIM-{steps} over t = {sched.timesteps[0]} ... {sched.timesteps[-1]}", file=sys.stderr)
+
+
+def ddim50(model, name):
+    """DDIM, 50 steps, eta 0, from a fixed x_T: DDIMScheduler with leading spacing, steps_offset 0,
+    set_alpha_to_one, no clipping (the visited t are 980, 960, ..., 0); NAME/ddim50.safetensors."""
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                          clip_sample=False, set_alpha_to_one=True, steps_offset=0, prediction_type="epsilon")
+    ddim_loop(model, sched, 50, name, "ddim50.safetensors")
 
 
 def ddim5_pipeline(model, name, pipe):
@@ -137,19 +141,7 @@ def ddim5_pipeline(model, name, pipe):
     Only 5 steps: with the random network's eps kept, the chain is chaotic (a relative change of
     1e-6 in x_T changes x_0 by 2e-5 after 5 steps, 1e-3 after 20, 0.1 after 50: float32 against
     float64 in diffusers itself differ by 0.09 at 50)."""
-    sched = DDIMScheduler.from_pretrained(os.path.join(pipe, "scheduler"))
-    sched.set_timesteps(5)
-    g = torch.Generator().manual_seed(50)
-    c, s = model.config.in_channels, model.config.sample_size
-    x_T = torch.randn((4, c, s, s), generator=g)
-    x = x_T.clone()
-    with torch.no_grad():
-        for t in sched.timesteps:
-            eps = model(x, t).sample
-            x = sched.step(eps, t, x, eta=0.0).prev_sample
-    save_file({"x_T": x_T, "x_0": x.contiguous(), "timesteps": sched.timesteps.clone()},
-              os.path.join(ROOT, name, "ddim5-pipeline.safetensors"))
-    print(f"{name}: pipeline DDIM-5 over t = {sched.timesteps[0]} ... {sched.timesteps[-1]}", file=sys.stderr)
+    ddim_loop(model, DDIMScheduler.from_pretrained(os.path.join(pipe, "scheduler")), 5, name, "ddim5-pipeline.safetensors")
 
 
 def main():
