@@ -117,7 +117,7 @@ public struct SamplerArguments: ParsableArguments {
         o.spacing = spacing ?? d.spacing; o.from = from
         o.clip = clip ?? (dynamicThreshold ? false : d.clip)
         o.stepsOffset = stepsOffset ?? (o.spacing == .leading && d.offsetFits(from: from, steps: steps) ? d.stepsOffset : 0)
-        o.keepsModelEps = clipModelEps || (clip == nil && !dynamicThreshold && o.clip && sampler == .ddim && d.keepsModelEps)
+        o.keepsModelEps = clipModelEps || (clip == nil && o.clip && sampler == .ddim && d.keepsModelEps)
         if dynamicThreshold { o.threshold = DynamicThreshold(percentile: thresholdPercentile, maxValue: thresholdMax) }
         o.correctorSteps = correctorSteps; o.snr = snr
         return o

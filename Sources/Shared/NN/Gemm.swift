@@ -17,6 +17,8 @@
 // thread split, so results do not depend on the thread count. beta = 0 never reads C (which may
 // hold garbage or NaN, as BLAS allows).
 
+import Foundation
+
 #if AVX512
 typealias GemmV = SIMD16<Float>
 #else
@@ -44,10 +46,10 @@ enum OwnGemm {
         let npad = (n + nr - 1) / nr * nr
         let kcMax = min(k, kc)
         let mcMax = min((m + mr - 1) / mr * mr, mc)
-        let packB = UnsafeMutablePointer<Float>.allocate(capacity: kcMax * npad)
-        let packA = UnsafeMutablePointer<Float>.allocate(capacity: kcMax * mcMax)
-        let tile = UnsafeMutablePointer<Float>.allocate(capacity: mr * nr)
-        defer { packB.deallocate(); packA.deallocate(); tile.deallocate() }
+        let scratch = GemmScratch.current
+        let packB = scratch.packB.ensure(kcMax * npad)
+        let packA = scratch.packA.ensure(kcMax * mcMax)
+        let tile = scratch.tile.ensure(mr * nr)
         var pc = 0
         while pc < k {
             let kb = min(kc, k - pc)
@@ -195,5 +197,45 @@ enum OwnGemm {
         }
         put(0, c00, c01); put(1, c10, c11); put(2, c20, c21); put(3, c30, c31)
         put(4, c40, c41); put(5, c50, c51); put(6, c60, c61); put(7, c70, c71)
+    }
+}
+
+/// A float buffer that grows on demand and is reused (64-byte aligned).
+final class GrowableFloats {
+    private var base: UnsafeMutablePointer<Float>?
+    private var capacity = 0
+
+    /// At least `count` floats; the contents are unspecified.
+    func ensure(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if let b = base, count <= capacity { return b }
+        base?.deallocate()
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+        base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        capacity = count
+        return base!
+    }
+
+    deinit { base?.deallocate() }
+}
+
+/// OwnGemm's packing buffers, one set per thread (GEMMs of a network run thousands of times:
+/// allocating them per call costs page faults on every large panel). Freed when the thread exits.
+final class GemmScratch {
+    let packA = GrowableFloats(), packB = GrowableFloats(), tile = GrowableFloats()
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { p in
+            if let p { Unmanaged<GemmScratch>.fromOpaque(p).release() }
+        }
+        return key
+    }()
+
+    /// This thread's set (created on first use).
+    static var current: GemmScratch {
+        if let p = pthread_getspecific(key) { return Unmanaged<GemmScratch>.fromOpaque(p).takeUnretainedValue() }
+        let s = GemmScratch()
+        pthread_setspecific(key, Unmanaged.passRetained(s).toOpaque())
+        return s
     }
 }

@@ -117,8 +117,11 @@ public enum GemmKernel: String, Sendable {
     case openblas, own
 
     public static let choice: GemmKernel = {
-        if let v = ProcessInfo.processInfo.environment["DDPM_GEMM"], let k = GemmKernel(rawValue: v) { return k }
-        return preferred(core: openBLASCore, buildBits: buildVectorBits)
+        let auto = preferred(core: openBLASCore, buildBits: buildVectorBits)
+        guard let v = ProcessInfo.processInfo.environment["DDPM_GEMM"], !v.isEmpty else { return auto }
+        if let k = GemmKernel(rawValue: v) { return k }
+        writeStderr("warning: DDPM_GEMM='\(v)' is neither 'openblas' nor 'own'; using \(auto.rawValue)\n")
+        return auto
     }()
 
     /// OpenBLAS's kernel family at run time (openblas_get_corename, e.g. "Haswell", "SkylakeX", "Prescott").
