@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
-"""Table of peer vs project figures under the same keys: compare-peer.py PEER1.json OURS.json [PEER2.json]."""
-import json, sys
+"""Per key: the median of the pairwise ratios of interleaved runs and their spread.
+compare-peer.py DIR PAIRS   (DIR/peer-<i>.json and DIR/ours-<i>.json, i = 1..PAIRS)"""
+import json, statistics, sys
 
-peers = [json.load(open(p))["figures"] for p in (sys.argv[1], *sys.argv[3:])]
-ours = json.load(open(sys.argv[2]))["figures"]
+d, n = sys.argv[1], int(sys.argv[2])
+load = lambda name: json.load(open(f"{d}/{name}"))["figures"]
+peers = [load(f"peer-{i}.json") for i in range(1, n + 1)]
+ours = [load(f"ours-{i}.json") for i in range(1, n + 1)]
 rate_units = {"img/s", "steps/s"}
-print(f"| key | unit | peer | ours | ratio |")
-print(f"|---|---|---:|---:|---:|")
-for key in sorted(ours):
-    vals = [p[key]["value"] for p in peers if key in p]
-    if not vals:
+print(f"| key | unit | peer (median) | ours (median) | ratio: median (min..max) of {n} pairs |")
+print("|---|---|---:|---:|---:|")
+for key in sorted(ours[0]):
+    pairs = [(p[key]["value"], o[key]["value"]) for p, o in zip(peers, ours) if key in p and key in o]
+    if not pairs:
         continue
-    peer = sum(vals) / len(vals)
-    mine = ours[key]["value"]
-    unit = ours[key]["unit"]
-    ratio = mine / peer if unit in rate_units else peer / mine
-    spread = f" ({min(vals):.3g}..{max(vals):.3g})" if len(vals) > 1 else ""
-    print(f"| `{key}` | {unit} | {peer:.4g}{spread} | {mine:.4g} | **{ratio:.2f}x** |")
+    unit = ours[0][key]["unit"]
+    ratios = [o / p if unit in rate_units else p / o for p, o in pairs]
+    pm, om = statistics.median(p for p, _ in pairs), statistics.median(o for _, o in pairs)
+    print(f"| `{key}` | {unit} | {pm:.4g} | {om:.4g} | **{statistics.median(ratios):.2f}x** "
+          f"({min(ratios):.2f}..{max(ratios):.2f}) |")

@@ -20,6 +20,7 @@ struct InputArguments: ParsableArguments {
     @Option(help: "Samples per batch (per output frame). Does not change the samples.") var batch: Int = 256
     @Option(help: "Index of the first sample (for shards: -n 500 --offset 500).") var offset: Int = 0
     @Flag(help: "No progress on stderr.") var quiet = false
+    @OptionGroup var threads: ThreadArguments
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be >= 1") }
@@ -27,7 +28,8 @@ struct InputArguments: ParsableArguments {
     }
 
     func open(_ spec: PredictorSpec, reader: FrameReader?) throws -> (PredictorSetup, [Int]) {
-        try PredictorSetup.open(spec: spec, schedulePath: schedule, sampleShape: shape?.dims, reader: reader)
+        threads.apply()
+        return try PredictorSetup.open(spec: spec, schedulePath: schedule, sampleShape: shape?.dims, reader: reader)
     }
 }
 

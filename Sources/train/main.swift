@@ -48,13 +48,11 @@ struct TrainTool: ParsableCommand, ShardedCommand {
     @Option(help: "Continue from a checkpoint FILE.") var resume: String?
     @Option(help: "Append 'step,loss' CSV lines to FILE.") var log: String?
     @Flag(help: "No progress on stderr.") var quiet = false
-    @Option(help: "Threads (OpenBLAS and our own loops; default: the cores up to 2, shared among the ranks of one machine under mpirun). Results do not depend on it.")
-    var threads: Int?
+    @OptionGroup var threads: ThreadArguments
 
     func validate() throws {
         if let every, every <= 0 { throw ValidationError("--every must be positive, got \(every)") }
         if every != nil && checkpoint == nil { throw ValidationError("--every needs --checkpoint FILE") }
-        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must lie in 1 ... 256, got \(threads)") }
         if Communicator.launchedSize > 1 && data == nil {
             throw ValidationError("under mpirun every rank reads the data: give --data FILE (stdin reaches rank 0 only)")
         }
@@ -62,7 +60,7 @@ struct TrainTool: ParsableCommand, ShardedCommand {
 
     func run() throws {
         let comm = try Communicator.world().flatMap { $0.size > 1 ? $0 : nil }
-        BLAS.maxThreads = threads ?? max(1, min(BLAS.maxThreads, ProcessInfo.processInfo.activeProcessorCount / TrainTool.localRanks))
+        threads.apply()
         // Everything is checked before any training starts.
         try checkTrainPaths(data: data, output: output, others: [("--checkpoint", checkpoint), ("--log", log)], terminals: comm == nil)
         let reader = try data.map { try FrameReader(path: $0) } ?? FrameReader()
@@ -78,11 +76,6 @@ struct TrainTool: ParsableCommand, ShardedCommand {
         let model = try job.run()
         guard job.writes else { return }
         if let output { try model.save(path: output) } else { try FrameWriter(allowTerminal: comm != nil).write(model) }
-    }
-
-    /// Ranks of this job on this machine (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE; 1 without mpirun).
-    static var localRanks: Int {
-        max(1, Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "1") ?? 1)
     }
 
     static func main() { runTool() }

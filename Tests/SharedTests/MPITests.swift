@@ -286,4 +286,18 @@ final class MPITests: XCTestCase {
         XCTAssertFalse(one.isEmpty)
         XCTAssertEqual(one, two, "the U-Net trained with 1 and 2 threads differs")
     }
+
+    /// denoise's --threads (the group train shares) changes no sample; 0 is a one-line error.
+    func testDenoiseThreadsDoNotChangeTheSamples() throws {
+        let dir = temporaryDirectory()
+        let model = dir.appendingPathComponent("m.st").path
+        _ = try run("train", ["--data", try digits(dir), "--steps", "2", "-o", model] + unetFlags)
+        let common = ["--model", model, "-n", "6", "--steps", "4", "--seed", "3", "--quiet"]
+        let one = try run("denoise", common + ["--threads", "1"]), two = try run("denoise", common + ["--threads", "2"])
+        XCTAssertGreaterThan(one.count, 6 * 28 * 28 * 4)
+        XCTAssertEqual(one, two, "samples with 1 and 2 threads differ")
+        let bad = try runTool("denoise", common + ["--threads", "0"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--threads must lie in 1 ... 256, got 0"), bad.stderr)
+    }
 }

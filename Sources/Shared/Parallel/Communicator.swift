@@ -17,6 +17,10 @@ public final class Communicator {
     public static var launched: Bool { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil }
     /// The job's size as the launcher announced it (1 without mpirun), read without starting MPI.
     public static var launchedSize: Int { Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? "1") ?? 1 }
+    /// The ranks of this job on this machine as the launcher announced them (1 without mpirun).
+    public static var launchedLocalSize: Int {
+        max(1, Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "1") ?? 1)
+    }
 
     private static let opened: Result<Communicator?, DDPMError> = {
         guard launched else { return .success(nil) }
