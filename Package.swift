@@ -10,12 +10,15 @@ import Foundation
 /// AVX-512 (znver4) or AVX2 + FMA (haswell) code generation for our own kernels (SIMD8<Float> loops, exp, GroupNorm,
 /// im2col, the normal generator) when the building machine has them: the project's machines do
 /// (docs/BENCHMARKS.md); anywhere else the build falls back to the x86-64 baseline.
+/// DDPM_ISA=avx2 caps an AVX-512 machine's build at AVX2 (the ISA matrix benchmark builds it
+/// beside the default one, in its own --scratch-path).
 let cpuFlags: [String] = {
     #if arch(x86_64) && os(Linux)
+    let cap = ProcessInfo.processInfo.environment["DDPM_ISA"] ?? ""
     if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
        info.contains(" avx2"), info.contains(" fma") {
         // AVX-512 (F, BW, VL) machines such as AMD Zen 4/5: 512-bit vectors for our loops.
-        if info.contains(" avx512f"), info.contains(" avx512bw"), info.contains(" avx512vl") {
+        if cap != "avx2", info.contains(" avx512f"), info.contains(" avx512bw"), info.contains(" avx512vl") {
             return ["-target-cpu", "znver4", "-D", "AVX512"]
         }
         return ["-target-cpu", "haswell", "-D", "AVX2"]

@@ -1,33 +1,28 @@
 #!/usr/bin/env bash
-# The peer and the project, each with AVX-512 and with AVX2 kernels, in one sitting:
-#   peer (AVX-512), peer (AVX2), ours (AVX2 BLAS), ours (AVX-512 BLAS), peer (AVX-512), peer (AVX2)
-# then three ratio tables: the machine's default setting of each (peer AVX-512 vs ours with the
-# environment's OPENBLAS_CORETYPE), both restricted to AVX2, both on AVX-512.
-# The peer is held to AVX2 with ATEN_CPU_CAPABILITY=avx2 (ATen's kernels), ONEDNN_MAX_CPU_ISA=AVX2
-# (oneDNN's convolutions) and MKL_ENABLE_INSTRUCTIONS=AVX2; ours with OPENBLAS_CORETYPE=Haswell /
-# SkylakeX. Usage: scripts/bench-isa-matrix.sh [sections (unet,cond,mlp)] [repeats (3)]
+# The peer and the project both restricted to AVX2, interleaved as bench-vs-peer.sh does
+# (PAIRS rounds of (peer, ours), median of the pairwise ratios and their spread), on a machine
+# with AVX-512. The peer is held to AVX2 with ATEN_CPU_CAPABILITY=avx2 (ATen's kernels),
+# ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN's convolutions) and MKL_ENABLE_INSTRUCTIONS=AVX2; ours is built
+# with DDPM_ISA=avx2 (Package.swift: haswell code generation, our GEMM's 8 x 16 AVX2 tile) in
+# .build-avx2, its GEMM chosen at run time as always (OpenBLAS's core is left as the environment
+# sets it). Usage: scripts/bench-isa-matrix.sh [sections (unet,cond,mlp)] [pairs (3)] [repeats (1)]
 # Needs PEER (default ~/venvs/ddpm-peer/bin/python), see ../shared/peers/README.md. Quiet machine only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sections=${1:-unet,cond,mlp}
-repeats=${2:-3}
+pairs=${2:-3}
+repeats=${3:-1}
 PEER=${PEER:-$HOME/venvs/ddpm-peer/bin/python}
 peerdir=${PEERDIR:-../shared/peers}
-avx2="ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2"
-out=.build/isa
-mkdir -p $out
-swift build -c release --product ddpm-bench >/dev/null
-peer() { env $1 "$PEER" "$peerdir/bench_torch.py" --sections "$sections" --repeats "$repeats" --threads 2 --out "$2"; }
-ours() { env $1 .build/release/ddpm-bench --sections "$sections" --repeats "$repeats" --threads 2 > "$2"; }
-peer "" $out/peer-512-1.json
-peer "$avx2" $out/peer-avx2-1.json
-ours "OPENBLAS_CORETYPE=Haswell" $out/ours-avx2.json
-ours "OPENBLAS_CORETYPE=SkylakeX" $out/ours-512.json
-peer "" $out/peer-512-2.json
-peer "$avx2" $out/peer-avx2-2.json
-echo "## as each runs by default here: peer AVX-512, ours OPENBLAS_CORETYPE=Haswell (set by this machine's environment)"
-python3 scripts/compare-peer.py $out/peer-512-1.json $out/ours-avx2.json $out/peer-512-2.json
-echo; echo "## both AVX2 (peer restricted, ours OPENBLAS_CORETYPE=Haswell)"
-python3 scripts/compare-peer.py $out/peer-avx2-1.json $out/ours-avx2.json $out/peer-avx2-2.json
-echo; echo "## both AVX-512 (peer default, ours OPENBLAS_CORETYPE=SkylakeX)"
-python3 scripts/compare-peer.py $out/peer-512-1.json $out/ours-512.json $out/peer-512-2.json
+out=${OUTDIR:-.build/isa-avx2}
+mkdir -p "$out"
+DDPM_ISA=avx2 swift build -c release --scratch-path .build-avx2 --product ddpm-bench >/dev/null
+echo "lscpu: $(lscpu | sed -n 's/^Model name: *//p'); OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; both AVX2" >&2
+for p in $(seq "$pairs"); do
+  echo "pair $p/$pairs: peer (AVX2)" >&2
+  env ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+    "$PEER" "$peerdir/bench_torch.py" --sections "$sections" --repeats "$repeats" --threads 2 --out "$out/peer-$p.json"
+  echo "pair $p/$pairs: ours (AVX2 build)" >&2
+  .build-avx2/release/ddpm-bench --sections "$sections" --repeats "$repeats" --threads 2 > "$out/ours-$p.json"
+done
+python3 scripts/compare-peer.py "$out" "$pairs"
