@@ -133,10 +133,11 @@ final class ExamplesTests: XCTestCase {
         let figures = position(plan.lines, "/evaluate --reference \(m)/classified-test.st --floor \(m)/n10000/classified-floor.st")
         let floor = position(plan.lines, "from-idx \(mnist.path)/train-images-idx3-ubyte* \(mnist.path)/train-labels-idx1-ubyte* --limit 10000")
         XCTAssertTrue(clf < figures && train < figures && floor < figures)
-        // The recipe's model predicts eps, unweighted (docs/RESULTS.md, section 2); MNIST_TARGET changes that.
-        XCTAssertFalse(plan.lines.contains { $0.contains("/train --data \(m)/train.st") && $0.contains("--prediction") })
-        let v = try makePlan(temporaryDirectory(), ["mnist", "MNIST=\(mnist.path)", "MNIST_TARGET=--prediction v --weighting min-snr"])
-        XCTAssertTrue(v.lines.contains { $0.contains("/train --data") && $0.contains("--prediction v --weighting min-snr --batch 32") }, v.stderr)
+        // The recipe's model predicts v with Min-SNR-5 weighting (docs/RESULTS.md, section 4); MNIST_TARGET changes that.
+        XCTAssertTrue(plan.lines.contains { $0.contains("/train --data \(m)/train.st") && $0.contains("--prediction v --weighting min-snr --snr-gamma 5 --batch 32") })
+        let eps = try makePlan(temporaryDirectory(), ["mnist", "MNIST=\(mnist.path)", "MNIST_TARGET="])
+        XCTAssertEqual(eps.status, 0, eps.stderr)
+        XCTAssertFalse(eps.lines.contains { $0.contains("/train --data") && $0.contains("--prediction") }, eps.stderr)
         // The figures come from N = 10,000 samples per set by default (N/10 per label), the grids from 10 per label.
         XCTAssertTrue(plan.lines.contains { $0.contains("--label $y --guidance 2 -n $(( 10000 / 10 ))") })
         XCTAssertTrue(plan.lines.contains { $0.contains("--steps 6000") && $0.contains("--batch 32") && $0.contains("--p-uncond 0.1") })
