@@ -14,15 +14,8 @@ pairs=${2:-3}
 repeats=${3:-1}
 PEER=${PEER:-$HOME/venvs/ddpm-peer/bin/python}
 peerdir=${PEERDIR:-../shared/peers}
-out=${OUTDIR:-.build/isa-avx2}
-mkdir -p "$out"
 DDPM_ISA=avx2 swift build -c release --scratch-path .build-avx2 --product ddpm-bench >/dev/null
-echo "lscpu: $(lscpu | sed -n 's/^Model name: *//p'); OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; both AVX2" >&2
-for p in $(seq "$pairs"); do
-  echo "pair $p/$pairs: peer (AVX2)" >&2
-  env ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
-    "$PEER" "$peerdir/bench_torch.py" --sections "$sections" --repeats "$repeats" --threads 2 --out "$out/peer-$p.json"
-  echo "pair $p/$pairs: ours (AVX2 build)" >&2
-  .build-avx2/release/ddpm-bench --sections "$sections" --repeats "$repeats" --threads 2 > "$out/ours-$p.json"
-done
-python3 scripts/compare-peer.py "$out" "$pairs"
+echo "both AVX2: the peer restricted, ours the DDPM_ISA=avx2 build" >&2
+OUTDIR=${OUTDIR:-.build/isa-avx2} OURS=.build-avx2/release/ddpm-bench PEER="$PEER" PEERDIR="$peerdir" \
+  PEER_ENV="ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2" \
+  scripts/bench-vs-peer.sh "$sections" "$pairs" "$repeats"
