@@ -153,7 +153,7 @@ struct Bench: ParsableCommand {
                     // chosen from them (GemmKernel), the Winograd tile of the 3x3 convolutions
                     "isa": GemmKernel.buildVectorBits == 512 ? "avx512" : GemmKernel.buildVectorBits == 256 ? "avx2" : "baseline",
                     "openblas_core": GemmKernel.openBLASCore, "gemm": GemmKernel.choice.rawValue,
-                    "winograd_tile": "F(2x2,3x3)",
+                    "winograd_tile": WinogradTile.description,
                     "openblas_coretype_env": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? ""],
             "method": "median of --repeats timed runs after warm-up; a training step is Trainer.trainStep() as in train: "
                 + "the batch (t, eps, x_t = sqrt(abar) x0 + sqrt(1 - abar) eps; 10 % null labels for cond), forward, L_simple, "

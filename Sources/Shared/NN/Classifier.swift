@@ -193,17 +193,18 @@ public final class NoiseAwareUNetClassifier: Network {
         let xin = inputBuf.ensure(x.count)
         x.withUnsafeBufferPointer { xin.update(from: $0.baseAddress!, count: x.count) }
         var (c, h, w) = (inShape[0], inShape[1], inShape[2])
-        var cur = UnsafePointer(convIn.forward(xin, n: n, h: h, w: w))
+        var cur = UnsafePointer(convIn.forward(xin, n: n, h: h, w: w, inference: !training))
         c = channels
         shapes.removeAll(keepingCapacity: true)
         for op in ops {
             shapes.append((c, h, w))
             switch op {
             case .res(let r):
-                cur = UnsafePointer(r.forward(cur, n: n, h: h, w: w, sTemb: sTemb, training: false, seed: seed, step: 0))
+                cur = UnsafePointer(r.forward(cur, n: n, h: h, w: w, sTemb: sTemb, training: false, seed: seed, step: 0,
+                                              inference: !training))   // no dropout here
                 c = r.cout
             case .down(let conv):
-                cur = UnsafePointer(conv.forward(cur, n: n, h: h, w: w))
+                cur = UnsafePointer(conv.forward(cur, n: n, h: h, w: w, inference: !training))
                 (h, w) = conv.outputSize(h, w)
             }
         }

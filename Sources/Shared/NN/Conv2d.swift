@@ -54,10 +54,11 @@ func prepareChunks(_ n: Int) -> Int {
     return chunks
 }
 
-/// How a 3x3 stride-1 convolution is computed: `auto` picks by shape (see
-/// `Conv2d.usesWinograd`); the others force a path (for tests and measurements).
+/// How a 3x3 stride-1 convolution is computed: `auto` picks by shape and use (see
+/// `Conv2d.winogradTile`); the others force a path (for tests and measurements): `winograd`
+/// is F(2x2, 3x3), `winograd4` F(4x4, 3x3) where the plane is at least 5 wide (F(2x2) below).
 public enum ConvAlgorithm: Sendable {
-    case auto, im2col, winograd
+    case auto, im2col, winograd, winograd4
 }
 
 /// Conv2d with weight [cout, cin, k, k] and bias [cout]; k in {1, 3}, stride in {1, 2}, zero padding
@@ -245,14 +246,17 @@ public final class Conv2d {
     /// Fused extras (each saves a pass over the output): `sampleBias` [n, cout] is added
     /// per sample and channel (the time-embedding projection), `residual` [n, cout, ho, wo]
     /// is added elementwise (the residual branch): y = W col + b + sampleBias + residual.
+    /// `inference`: no training step uses this output (sampling), so `auto` may take F(4x4, 3x3).
     public func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int,
                         sampleBias: UnsafePointer<Float>? = nil,
-                        residual: UnsafePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
+                        residual: UnsafePointer<Float>? = nil, inference: Bool = false) -> UnsafeMutablePointer<Float> {
         input = x
         self.n = n; self.h = h; self.w = w
         (ho, wo) = outputSize(h, w)
-        if usesWinograd {
-            return winogradForward(x, sampleBias: sampleBias, residual: residual)
+        switch winogradTile(inference: inference) {
+        case 4: return winograd4Forward(x, sampleBias: sampleBias, residual: residual)
+        case 2: return winogradForward(x, sampleBias: sampleBias, residual: residual)
+        default: break
         }
         let P = ho * wo, K = kk, inSize = cin * h * w
         let y = out.ensure(n * cout * P)

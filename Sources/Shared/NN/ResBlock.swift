@@ -39,24 +39,27 @@ public final class ResBlock {
             + (shortcut?.parameters ?? [])
     }
 
-    /// x [n, cin, h, w], sTemb = SiLU(temb) [n, tembDim] -> [n, cout, h, w].
+    /// x [n, cin, h, w], sTemb = SiLU(temb) [n, tembDim] -> [n, cout, h, w]. `training` enables
+    /// dropout; `inference` (default: not training) lets the convolutions take their inference path.
     public func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, sTemb: UnsafePointer<Float>,
-                        training: Bool, seed: UInt64, step: UInt64, first: Int = 0) -> UnsafeMutablePointer<Float> {
+                        training: Bool, seed: UInt64, step: UInt64, first: Int = 0,
+                        inference: Bool? = nil) -> UnsafeMutablePointer<Float> {
         input = x; self.n = n; hw = h * w
+        let inference = inference ?? !training
         let a = norm1.forward(x, n: n, hw: hw)
         let e = proj.forward(sTemb, rows: n)
         let b: UnsafeMutablePointer<Float>
         if scaleShift {
-            let hb = conv1.forward(a, n: n, h: h, w: w)
+            let hb = conv1.forward(a, n: n, h: h, w: w, inference: inference)
             b = norm2.forward(hb, n: n, hw: hw, modulation: e)
         } else {
-            let hb = conv1.forward(a, n: n, h: h, w: w, sampleBias: e)     // + time_emb_proj, fused
+            let hb = conv1.forward(a, n: n, h: h, w: w, sampleBias: e, inference: inference)     // + time_emb_proj, fused
             b = norm2.forward(hb, n: n, hw: hw)
         }
         let dr = dropout.forward(b, n: n, per: cout * hw, training: training, seed: seed, step: step, first: first)
         // out = shortcut(x) + conv2(...), the residual fused into conv2's output initialisation
-        let r = shortcut.map { UnsafePointer($0.forward(x, n: n, h: h, w: w)) } ?? x
-        let y = conv2.forward(dr, n: n, h: h, w: w, residual: r)
+        let r = shortcut.map { UnsafePointer($0.forward(x, n: n, h: h, w: w, inference: inference)) } ?? x
+        let y = conv2.forward(dr, n: n, h: h, w: w, residual: r, inference: inference)
         guard outputScale != 1 else { return y }
         let count = n * cout * hw, sc = outputScale, o = scaled.ensure(count)
         parallelRanges(count) { range in for i in range { o[i] = y[i] / sc } }

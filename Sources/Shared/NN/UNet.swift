@@ -313,7 +313,7 @@ public final class UNet: Network {
             shapes.append((c, hh, ww))
             switch op {
             case .conv(let conv):
-                h = UnsafePointer(conv.forward(h, n: n, h: hh, w: ww))
+                h = UnsafePointer(conv.forward(h, n: n, h: hh, w: ww, inference: !training))
                 (hh, ww) = conv.outputSize(hh, ww); c = conv.cout
             case .res(let r):
                 h = UnsafePointer(r.forward(h, n: n, h: hh, w: ww, sTemb: sTemb, training: training,
@@ -324,7 +324,7 @@ public final class UNet: Network {
             case .upsample(let up, let conv):
                 let u = up.forward(h, n: n, channels: c, h: hh, w: ww)
                 hh *= 2; ww *= 2
-                h = UnsafePointer(conv.forward(u, n: n, h: hh, w: ww))
+                h = UnsafePointer(conv.forward(u, n: n, h: hh, w: ww, inference: !training))
             case .concat(let buf, _):
                 let (s, sc) = stack.removeLast()
                 skipShapes.append((sc, hh, ww))

@@ -538,15 +538,23 @@ public enum Winograd {
 // MARK: - Conv2d's Winograd path
 
 extension Conv2d {
-    /// Whether this layer's 3x3 stride-1 convolutions take the Winograd path. Rule for
-    /// `auto` (measured on bench-unet-28, see the commit message): at least 8 input
-    /// channels (the 1-channel conv_in gains nothing: its GEMM has k = 1).
-    var usesWinograd: Bool {
-        guard kernel == 3 && stride == 1 else { return false }
+    /// Whether this layer's 3x3 stride-1 convolutions take the Winograd path (training's F(2x2)).
+    var usesWinograd: Bool { winogradTile(inference: false) != nil }
+
+    /// The Winograd output tile of this layer's forward: 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)) or nil
+    /// (im2col). Rule for `auto` (measured on bench-unet-28, see the commit messages): at least 8
+    /// input channels (the 1-channel conv_in gains nothing: its GEMM has k = 1); F(4x4) for an
+    /// inference forward on planes at least 5 wide when `WinogradTile.inference` says 4x4 (opt-in).
+    func winogradTile(inference: Bool) -> Int? {
+        guard kernel == 3 && stride == 1 else { return nil }
+        let f4 = Winograd4Geometry(h: h, w: w).supported
         switch algorithm {
-        case .im2col: return false
-        case .winograd: return true
-        case .auto: return cin >= 8
+        case .im2col: return nil
+        case .winograd: return 2
+        case .winograd4: return f4 ? 4 : 2
+        case .auto:
+            guard cin >= 8 else { return nil }
+            return inference && f4 && WinogradTile.inference == 4 ? 4 : 2
         }
     }
 
