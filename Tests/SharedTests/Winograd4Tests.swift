@@ -114,7 +114,7 @@ final class Winograd4Tests: XCTestCase {
     }
 
     /// bench-unet-28 (28, 14, 7 planes, attention, skips): the inference forward (F(4x4) convs
-    /// with DDPM_WINOGRAD=4x4, F(2x2) by default) equals the training forward (F(2x2); dropout is
+    /// by default, F(2x2) with DDPM_WINOGRAD=2x2) equals the training forward (F(2x2); dropout is
     /// 0 in this network) to 2e-5 of max |y| (measured 2.4e-6 with F(4x4)), the per-layer error
     /// above accumulated over the network's ~40 convolutions.
     func testUNetInferenceForwardMatchesTrainingForward() {
@@ -129,5 +129,29 @@ final class Winograd4Tests: XCTestCase {
         if WinogradTile.inference == 2 { XCTAssertEqual(train, infer) }
         XCTAssertLessThan(err, 2e-5 * scale)
         print("bench-unet-28 inference vs training forward: max error \(err / scale) of max |y| (tolerance 2e-5)")
+    }
+
+    /// The transformed filters are kept across calls (WinogradFilterCache) and follow the
+    /// weights: after any change of the weights, or a switch between F(2x2) and F(4x4) on the same
+    /// layer, the output is bit for bit that of a layer that never ran before.
+    func testTransformedFiltersFollowTheWeights() {
+        let ws = Workspace()
+        let conv = Conv2d("c", 8, 6, kernel: 3, ParameterFactory(seed: 1), ws)
+        let fresh = { () -> Conv2d in
+            let c = Conv2d("c", 8, 6, kernel: 3, ParameterFactory(seed: 1), Workspace())
+            c.weight.value.update(fromContentsOf: conv.weight.value)
+            c.bias.value.update(fromContentsOf: conv.bias.value)
+            return c
+        }
+        randomizeParameters(conv.parameters, seed: 2, scale: 0.5)
+        let x = testNormals(2 * 8 * 100, seed: 3), sb = testNormals(12, seed: 4), res = testNormals(2 * 6 * 100, seed: 5)
+        for algorithm in [ConvAlgorithm.winograd4, .winograd, .winograd4] {
+            let before = forward(algorithm, conv, x: x, sb: sb, res: res, n: 2, h: 10, w: 10)
+            XCTAssertEqual(before, forward(algorithm, fresh(), x: x, sb: sb, res: res, n: 2, h: 10, w: 10))
+            conv.weight.value[37] += 0.25   // one weight of one filter
+            let after = forward(algorithm, conv, x: x, sb: sb, res: res, n: 2, h: 10, w: 10)
+            XCTAssertNotEqual(before, after)
+            XCTAssertEqual(after, forward(algorithm, fresh(), x: x, sb: sb, res: res, n: 2, h: 10, w: 10))
+        }
     }
 }

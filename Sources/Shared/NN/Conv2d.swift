@@ -73,8 +73,8 @@ public final class Conv2d {
     let ws: Workspace
     let out = Buffer()
     let dIn = Buffer()
-    /// Transformed filters of the Winograd path (16 * cout * cin).
-    let wgU = Buffer()
+    /// Transformed filters of the Winograd paths (16 or 36 * cout * cin), kept across calls.
+    let wgU = WinogradFilterCache()
     var input: UnsafePointer<Float>? = nil
     var n = 0, h = 0, w = 0, ho = 0, wo = 0
     /// Path of 3x3 stride-1 convolutions (both give the same function to float rounding).

@@ -51,6 +51,8 @@ struct WinogradGeometry {
     }
 }
 
+import Foundation
+
 public enum Winograd {
     /// Samples transformed and multiplied together: enough for >= 256 tiles (GEMMs of
     /// [cout, cin] x [cin, >= 256]) while V and M stay small enough for the caches
@@ -537,6 +539,27 @@ public enum Winograd {
 
 // MARK: - Conv2d's Winograd path
 
+/// A layer's transformed filters U = G g G^T, recomputed only when the weights (compared bit
+/// for bit with a copy) or the tile change: sampling runs the forward hundreds of times with the
+/// same weights, and F(4x4)'s transform (float64, 36 values per filter) cost 3.5 % of a DDIM run.
+final class WinogradFilterCache {
+    private let u = Buffer(), key = Buffer()
+    private var tile = 0, count = 0
+
+    /// U for the weights g (count floats) and this tile, `size` floats, computed by `transform`.
+    func transformed(_ g: UnsafePointer<Float>, count: Int, tile: Int, size: Int,
+                     _ transform: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> UnsafeMutablePointer<Float> {
+        let U = u.ensure(size)
+        if tile == self.tile && count == self.count && memcmp(key.ptr, g, count * MemoryLayout<Float>.size) == 0 {
+            return U
+        }
+        transform(g, U)
+        key.ensure(count).update(from: g, count: count)
+        self.tile = tile; self.count = count
+        return U
+    }
+}
+
 extension Conv2d {
     /// Whether this layer's 3x3 stride-1 convolutions take the Winograd path (training's F(2x2)).
     var usesWinograd: Bool { winogradTile(inference: false) != nil }
@@ -544,7 +567,7 @@ extension Conv2d {
     /// The Winograd output tile of this layer's forward: 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)) or nil
     /// (im2col). Rule for `auto` (measured on bench-unet-28, see the commit messages): at least 8
     /// input channels (the 1-channel conv_in gains nothing: its GEMM has k = 1); F(4x4) for an
-    /// inference forward on planes at least 5 wide when `WinogradTile.inference` says 4x4 (opt-in).
+    /// inference forward on planes at least 5 wide unless `WinogradTile.inference` says 2x2 (DDPM_WINOGRAD=2x2).
     func winogradTile(inference: Bool) -> Int? {
         guard kernel == 3 && stride == 1 else { return nil }
         let f4 = Winograd4Geometry(h: h, w: w).supported
@@ -565,8 +588,9 @@ extension Conv2d {
         let group = Winograd.groupSize(geo), maxT = group * geo.tiles
         ws.reserve(0, chunks: chunks, count: 16 * Winograd.blockStride(rows: cin, T: maxT))
         ws.reserve(1, chunks: chunks, count: 16 * Winograd.blockStride(rows: cout, T: maxT))
-        let U = wgU.ensure(16 * cout * cin)
-        Winograd.filterTransform(weight.w, U, cout: cout, cin: cin)
+        let U = wgU.transformed(weight.w, count: 9 * cout * cin, tile: 2, size: 16 * cout * cin) { g, U in
+            Winograd.filterTransform(g, U, cout: cout, cin: cin)
+        }
         return (group, U)
     }
 

@@ -118,11 +118,8 @@ enum Winograd4 {
             // pad[iy + 1][ix + 1] = x[iy][ix], pad column c in phase c % 4 at c / 4
             let xc = x + ci * h * w
             for iy in 0..<h {
-                let src = xc + iy * w, row = (iy + 1) * pw
-                for ix in 0..<w {
-                    let c = ix + 1
-                    pad[(c & 3) * plane + row + (c >> 2)] = src[ix]
-                }
+                let row = (iy + 1) * pw
+                splitPhases(xc + iy * w, w, Q0 + row, Q1 + row, Q2 + row, Q3 + row)
             }
             let v = Vt + ci * T + t0
             for ty in 0..<geo.th {
@@ -148,6 +145,43 @@ enum Winograd4 {
                     put(bt(r0.4, r1.4, r2.4, r3.4, r4.4, r5.4), 4)
                     put(bt(r0.5, r1.5, r2.5, r3.5, r4.5, r5.5), 5)
                 }
+            }
+        }
+    }
+
+    /// One image row src[0 ..< w] into its padded row's phases: pad column c = ix + 1 goes to
+    /// Q_{c % 4}[c / 4], i.e. for ix = 4k + r: Q1[k], Q2[k], Q3[k], Q0[k + 1] (r = 0...3).
+    /// 4 or 2 groups of 4 pixels per vector (a last vector may overlap the one before: pure
+    /// stores of the same values), the w % 4 pixels left one by one.
+    @inline(__always) static func splitPhases(_ src: UnsafePointer<Float>, _ w: Int,
+                                              _ Q0: UnsafeMutablePointer<Float>, _ Q1: UnsafeMutablePointer<Float>,
+                                              _ Q2: UnsafeMutablePointer<Float>, _ Q3: UnsafeMutablePointer<Float>) {
+        let groups = w / 4
+        if groups >= 4 {
+            Winograd.forEachVector(groups, 4) { k in
+                let v: SIMD16<Float> = Winograd.ld(src + 4 * k)
+                let a = v.evenHalf, b = v.oddHalf   // r = 0, 2 and r = 1, 3
+                Winograd.st(a.evenHalf, Q1 + k); Winograd.st(a.oddHalf, Q3 + k)
+                Winograd.st(b.evenHalf, Q2 + k); Winograd.st(b.oddHalf, Q0 + k + 1)
+            }
+        } else if groups >= 2 {
+            Winograd.forEachVector(groups, 2) { k in
+                let v: SIMD8<Float> = Winograd.ld(src + 4 * k)
+                let a = v.evenHalf, b = v.oddHalf
+                Winograd.st(a.evenHalf, Q1 + k); Winograd.st(a.oddHalf, Q3 + k)
+                Winograd.st(b.evenHalf, Q2 + k); Winograd.st(b.oddHalf, Q0 + k + 1)
+            }
+        } else if groups == 1 {
+            Q1[0] = src[0]; Q2[0] = src[1]; Q3[0] = src[2]; Q0[1] = src[3]
+        }
+        let Q = (Q0, Q1, Q2, Q3)
+        for ix in (4 * groups)..<w {
+            let c = ix + 1
+            switch c & 3 {
+            case 0: Q.0[c >> 2] = src[ix]
+            case 1: Q.1[c >> 2] = src[ix]
+            case 2: Q.2[c >> 2] = src[ix]
+            default: Q.3[c >> 2] = src[ix]
             }
         }
     }
@@ -188,17 +222,17 @@ enum Winograd4 {
     }
 
     /// y[oy][ox] = Y[oy][ox] + v (+ res[oy][ox]) from the output phases of `outputTransform`.
-    /// Rows whose width is a multiple of 4 with >= 4 tiles interleave 4 tiles (16 pixels) per
-    /// vector; others go pixel by pixel. Same additions in the same order either way.
+    /// The w / 4 whole groups of 4 pixels of a row go 4 or 2 groups per vector (phases
+    /// interleaved; a last vector may overlap the one before: pure stores of the same values),
+    /// the w % 4 pixels left one by one. Same additions in the same order either way.
     static func epilogue(_ plane: UnsafePointer<Float>, _ geo: Winograd4Geometry, _ v: Float,
                          _ res: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
-        let w = geo.w, tw = geo.tw, phase = geo.outRows * tw
+        let w = geo.w, tw = geo.tw, phase = geo.outRows * tw, groups = w / 4
         let Y0 = plane, Y1 = plane + phase, Y2 = plane + 2 * phase, Y3 = plane + 3 * phase
-        let vector = w % 4 == 0 && tw >= 4
         for oy in 0..<geo.h {
             let r = oy * tw, d = y + oy * w, rs = res.map { $0 + oy * w }
-            if vector {
-                Winograd.forEachVector(tw, 4) { j in
+            if groups >= 4 {
+                Winograd.forEachVector(groups, 4) { j in
                     var a = SIMD8<Float>(), b = SIMD8<Float>(), o = SIMD16<Float>()
                     a.evenHalf = Winograd.ld(Y0 + r + j); a.oddHalf = Winograd.ld(Y2 + r + j)
                     b.evenHalf = Winograd.ld(Y1 + r + j); b.oddHalf = Winograd.ld(Y3 + r + j)
@@ -207,11 +241,21 @@ enum Winograd4 {
                     if let rs { o = o + Winograd.ld(rs + 4 * j) }
                     Winograd.st(o, d + 4 * j)
                 }
-            } else {
-                for ox in 0..<w {
-                    let s = plane[(ox & 3) * phase + r + (ox >> 2)]
-                    if let rs { d[ox] = s + v + rs[ox] } else { d[ox] = s + v }
+            } else if groups >= 2 {
+                Winograd.forEachVector(groups, 2) { j in
+                    var a = SIMD4<Float>(), b = SIMD4<Float>(), o = SIMD8<Float>()
+                    a.evenHalf = Winograd.ld(Y0 + r + j); a.oddHalf = Winograd.ld(Y2 + r + j)
+                    b.evenHalf = Winograd.ld(Y1 + r + j); b.oddHalf = Winograd.ld(Y3 + r + j)
+                    o.evenHalf = a; o.oddHalf = b
+                    o = o + SIMD8(repeating: v)
+                    if let rs { o = o + Winograd.ld(rs + 4 * j) }
+                    Winograd.st(o, d + 4 * j)
                 }
+            }
+            let first = groups >= 2 ? 4 * groups : 0
+            for ox in first..<w {
+                let s = plane[(ox & 3) * phase + r + (ox >> 2)]
+                if let rs { d[ox] = s + v + rs[ox] } else { d[ox] = s + v }
             }
         }
     }
@@ -232,8 +276,9 @@ extension Conv2d {
         ws.reserve(0, chunks: chunks, count: 36 * Winograd.blockStride(rows: cin, T: maxT))
         ws.reserve(1, chunks: chunks, count: 36 * Winograd.blockStride(rows: cout, T: maxT))
         ws.reserve(3, chunks: chunks, count: geo.scratch)
-        let U = wgU.ensure(36 * cout * cin)
-        Winograd4.filterTransform(weight.w, U, cout: cout, cin: cin)
+        let U = wgU.transformed(weight.w, count: 9 * cout * cin, tile: 4, size: 36 * cout * cin) { g, U in
+            Winograd4.filterTransform(g, U, cout: cout, cin: cin)
+        }
         let b = UnsafePointer(bias.w)
         parallelFor(chunks) { c in
             let V = self.ws.ptr(0, chunk: c), M = self.ws.ptr(1, chunk: c), plane = self.ws.ptr(3, chunk: c)
@@ -279,17 +324,18 @@ extension Conv2d {
     }
 }
 
-/// The output tile of the inference forward's Winograd path: 2 (F(2x2, 3x3), the default) or
-/// 4 when the environment has DDPM_WINOGRAD=4x4, read once. F(4x4) is opt-in because it was
-/// measured slower end to end on bench-unet-28 (32-64 channels: its transforms cost more than
-/// the GEMM work it saves; 0.90x on the forward, docs/BENCHMARKS.md).
+/// The output tile of the inference forward's Winograd path: 4 (F(4x4, 3x3), the default) or 2
+/// when the environment has DDPM_WINOGRAD=2x2, read once. Measured on bench-unet-28 (Zen 4,
+/// 6 interleaved pairs, docs/BENCHMARKS.md): DDIM-50 1.16x and a DDPM step 1.10x faster than
+/// with F(2x2), once the phase split and the epilogue were vectorised and the filter transform
+/// cached (before that F(4x4) was 0.90x).
 public enum WinogradTile {
     public static let inference: Int = {
-        guard let v = ProcessInfo.processInfo.environment["DDPM_WINOGRAD"], !v.isEmpty else { return 2 }
+        guard let v = ProcessInfo.processInfo.environment["DDPM_WINOGRAD"], !v.isEmpty else { return 4 }
         if v == "2x2" { return 2 }
         if v == "4x4" { return 4 }
-        writeStderr("warning: DDPM_WINOGRAD='\(v)' is neither '4x4' nor '2x2'; using 2x2\n")
-        return 2
+        writeStderr("warning: DDPM_WINOGRAD='\(v)' is neither '4x4' nor '2x2'; using 4x4\n")
+        return 4
     }()
 
     /// As recorded in benchmark JSON.
