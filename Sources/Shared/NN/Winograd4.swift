@@ -15,7 +15,7 @@
 // 36 products per 16 outputs (2.25 per output against 4 for F(2x2, 3x3) and 9 direct): the
 // 36 matrix products M[ξ] = U[ξ] V[ξ] (U [cout, cin], V [cin, tiles]) cost 0.56x the GEMM
 // work of F(2x2). The larger transform constants cost accuracy: the measured error against a
-// float64 direct convolution (Winograd4Tests: 3.5e-6 of max |y|, about 9x F(2x2)'s) is fine for
+// float64 direct convolution (Winograd4Tests: 5.0e-6 of max |y|, about 13x F(2x2)'s) is fine for
 // sampling; training keeps F(2x2) (Winograd.swift), whose backward this path does not need:
 // a backward after this forward recomputes its transforms from the input.
 //
@@ -24,7 +24,10 @@
 // th = ceil(h/4), tw = ceil(w/4). The zero-padded input plane ((4th+2) x (4tw+2), the image at
 // (1, 1)) is kept as its four column phases Q_p[r][j] = pad[r][4j + p]: window column b of
 // tile j is then Q_b[j] (b < 4) or Q_{b-4}[j + 1], contiguous loads over neighbouring tiles,
-// so one SIMD vector holds L tiles of a tile row (as F(2x2)'s even/odd split does).
+// so one SIMD vector holds L tiles of a tile row (as F(2x2)'s even/odd split does). The output
+// transform's planes Y_{a,c}[t] = Y[4 ty + a][4 tx + c] are linear in the tile t, so it runs
+// over all tiles of a plane at once, 16 per vector. (Window planes linear in t for the input
+// transform as well were measured no faster: its cost is its 36 store streams, not its width.)
 import Foundation
 
 /// Tile geometry of an h x w plane for F(4x4, 3x3).
@@ -36,25 +39,31 @@ struct Winograd4Geometry {
     /// Rows of the zero-padded input plane (4th + 2) and columns of each of its four phases.
     var padRows: Int { 4 * th + 2 }
     var phaseCols: Int { tw + 1 }
-    /// Output rows covered by the tiles (4th); each of the four output phases is [4th, tw].
-    var outRows: Int { 4 * th }
 
     init(h: Int, w: Int) {
         self.h = h; self.w = w
         th = (h + 3) / 4; tw = (w + 3) / 4
     }
 
-    /// Tiles per vector: 8 or 4 or 2 (the transforms need at least 2 tiles per tile row).
-    var lanes: Int { tw >= 8 ? 8 : tw >= 4 ? 4 : 2 }
-    /// Whether this plane has the 2 tile columns the vectorised transforms need (w >= 5).
+    /// Tiles per vector of the input transform (along a tile row): 8, 4 or 2.
+    var rowLanes: Int { tw >= 8 ? 8 : tw >= 4 ? 4 : 2 }
+    /// Tiles per vector of the output transform (over all tiles of the plane): 16, 8, 4 or 2.
+    var lanes: Int { tiles >= 16 ? 16 : tiles >= 8 ? 8 : tiles >= 4 ? 4 : 2 }
+    /// Whether F(4x4) serves this plane: at least 2 tile columns (w >= 5); narrower planes take F(2x2).
     var supported: Bool { tw >= 2 }
-    /// Scratch floats of one chunk: the input phases or the output phases, whichever is larger.
-    var scratch: Int { max(4 * padRows * phaseCols, 4 * outRows * tw) }
+    /// Scratch floats of one chunk: the input phases or the output planes, whichever is larger.
+    var scratch: Int { max(4 * padRows * phaseCols, 16 * tiles) }
 }
 
 enum Winograd4 {
-    /// Samples transformed and multiplied together (>= 256 tiles, as for F(2x2)).
-    static func groupSize(_ geo: Winograd4Geometry) -> Int { max(1, (256 + geo.tiles - 1) / geo.tiles) }
+    /// Samples transformed and multiplied together: as many as keep V (and M) of the group within
+    /// about 448 KiB, so that the GEMMs read them from L2 (36 blocks of [channels, tiles] each).
+    /// Measured on bench-unet-28 (Zen 4, 1 MiB L2; interleaved pairs, DDIM-50): groups of >= 96
+    /// tiles 1.15x faster than F(2x2)'s >= 256 tiles, >= 48 tiles (this budget at 64 channels)
+    /// another 1.11x, >= 16 tiles no faster.
+    static func groupSize(_ geo: Winograd4Geometry, channels: Int) -> Int {
+        max(1, (448 << 10) / (36 * channels * geo.tiles * MemoryLayout<Float>.size))
+    }
 
     // MARK: the three 1-D transforms (each applied to rows, then to columns)
 
@@ -188,49 +197,46 @@ enum Winograd4 {
 
     // MARK: output transform Y = A^T m A
 
-    /// Output phases Y_c[oy][j] = Y[oy][4j + c] (plane + c * 4th*tw, each [4th, tw]) of output
-    /// channel co of one sample, L tiles per vector.
+    /// Output planes Y_{a,c}[ty tw + tx] = Y[4 ty + a][4 tx + c] (at plane + (4a + c) tiles, a, c
+    /// = 0...3) of output channel co of one sample, L consecutive tiles per vector (across tile rows).
     static func outputTransform<V: SIMD>(_: V.Type, _ M: UnsafePointer<Float>, co: Int, cout: Int,
                                          _ geo: Winograd4Geometry, T: Int, t0: Int,
                                          _ plane: UnsafeMutablePointer<Float>) where V.Scalar == Float {
-        let xi = Winograd.blockStride(rows: cout, T: T), tw = geo.tw, L = V.scalarCount
-        let phase = geo.outRows * tw
+        let xi = Winograd.blockStride(rows: cout, T: T), tiles = geo.tiles
         let m = M + co * T + t0
-        for ty in 0..<geo.th {
-            Winograd.forEachVector(tw, L) { j in
-                let mt = m + ty * tw + j
-                // product row i: A^T applied along its 6 columns
-                @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
-                    let b = mt + 6 * i * xi
-                    return at(Winograd.ld(b), Winograd.ld(b + xi), Winograd.ld(b + 2 * xi),
-                              Winograd.ld(b + 3 * xi), Winograd.ld(b + 4 * xi), Winograd.ld(b + 5 * xi))
-                }
-                let q0 = row(0), q1 = row(1), q2 = row(2), q3 = row(3), q4 = row(4), q5 = row(5)
-                // then down the rows, output column c of the row results: Y[a][c]
-                let o = 4 * ty * tw + j
-                @inline(__always) func put(_ y: (V, V, V, V), _ c: Int) {
-                    let base = plane + c * phase + o
-                    Winograd.st(y.0, base); Winograd.st(y.1, base + tw)
-                    Winograd.st(y.2, base + 2 * tw); Winograd.st(y.3, base + 3 * tw)
-                }
-                put(at(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0), 0)
-                put(at(q0.1, q1.1, q2.1, q3.1, q4.1, q5.1), 1)
-                put(at(q0.2, q1.2, q2.2, q3.2, q4.2, q5.2), 2)
-                put(at(q0.3, q1.3, q2.3, q3.3, q4.3, q5.3), 3)
+        Winograd.forEachVector(tiles, V.scalarCount) { t in
+            let mt = m + t
+            // product row i: A^T applied along its 6 columns
+            @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
+                let b = mt + 6 * i * xi
+                return at(Winograd.ld(b), Winograd.ld(b + xi), Winograd.ld(b + 2 * xi),
+                          Winograd.ld(b + 3 * xi), Winograd.ld(b + 4 * xi), Winograd.ld(b + 5 * xi))
             }
+            let q0 = row(0), q1 = row(1), q2 = row(2), q3 = row(3), q4 = row(4), q5 = row(5)
+            // then down the rows, output column c of the row results: Y[a][c]
+            @inline(__always) func put(_ y: (V, V, V, V), _ c: Int) {
+                let base = plane + c * tiles + t
+                Winograd.st(y.0, base); Winograd.st(y.1, base + 4 * tiles)
+                Winograd.st(y.2, base + 8 * tiles); Winograd.st(y.3, base + 12 * tiles)
+            }
+            put(at(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0), 0)
+            put(at(q0.1, q1.1, q2.1, q3.1, q4.1, q5.1), 1)
+            put(at(q0.2, q1.2, q2.2, q3.2, q4.2, q5.2), 2)
+            put(at(q0.3, q1.3, q2.3, q3.3, q4.3, q5.3), 3)
         }
     }
 
-    /// y[oy][ox] = Y[oy][ox] + v (+ res[oy][ox]) from the output phases of `outputTransform`.
+    /// y[oy][ox] = Y[oy][ox] + v (+ res[oy][ox]) from the output planes of `outputTransform`.
     /// The w / 4 whole groups of 4 pixels of a row go 4 or 2 groups per vector (phases
     /// interleaved; a last vector may overlap the one before: pure stores of the same values),
     /// the w % 4 pixels left one by one. Same additions in the same order either way.
     static func epilogue(_ plane: UnsafePointer<Float>, _ geo: Winograd4Geometry, _ v: Float,
                          _ res: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
-        let w = geo.w, tw = geo.tw, phase = geo.outRows * tw, groups = w / 4
-        let Y0 = plane, Y1 = plane + phase, Y2 = plane + 2 * phase, Y3 = plane + 3 * phase
+        let w = geo.w, tw = geo.tw, tiles = geo.tiles, groups = w / 4
         for oy in 0..<geo.h {
-            let r = oy * tw, d = y + oy * w, rs = res.map { $0 + oy * w }
+            // row oy = 4 ty + a: pixel 4 tx + c is Y_{a,c}[ty tw + tx]
+            let Y0 = plane + 4 * (oy & 3) * tiles, Y1 = Y0 + tiles, Y2 = Y1 + tiles, Y3 = Y2 + tiles
+            let r = (oy >> 2) * tw, d = y + oy * w, rs = res.map { $0 + oy * w }
             if groups >= 4 {
                 Winograd.forEachVector(groups, 4) { j in
                     var a = SIMD8<Float>(), b = SIMD8<Float>(), o = SIMD16<Float>()
@@ -254,7 +260,7 @@ enum Winograd4 {
             }
             let first = groups >= 2 ? 4 * groups : 0
             for ox in first..<w {
-                let s = plane[(ox & 3) * phase + r + (ox >> 2)]
+                let s = Y0[(ox & 3) * tiles + r + (ox >> 2)]
                 if let rs { d[ox] = s + v + rs[ox] } else { d[ox] = s + v }
             }
         }
@@ -272,7 +278,7 @@ extension Conv2d {
         let P = h * w, inSize = cin * P, cin = self.cin, cout = self.cout
         let y = out.ensure(n * cout * P)
         let chunks = prepareChunks(n)
-        let group = Winograd4.groupSize(geo), maxT = group * geo.tiles
+        let group = Winograd4.groupSize(geo, channels: max(cin, cout)), maxT = group * geo.tiles
         ws.reserve(0, chunks: chunks, count: 36 * Winograd.blockStride(rows: cin, T: maxT))
         ws.reserve(1, chunks: chunks, count: 36 * Winograd.blockStride(rows: cout, T: maxT))
         ws.reserve(3, chunks: chunks, count: geo.scratch)
@@ -290,7 +296,7 @@ extension Conv2d {
                 ConvProfile.time(0) {
                     for s in samples {
                         let t0 = (s - samples.lowerBound) * geo.tiles, xs = x + s * inSize
-                        switch geo.lanes {
+                        switch geo.rowLanes {
                         case 8: Winograd4.inputTransform(SIMD8<Float>.self, xs, cin: cin, geo, V, T: T, t0: t0, pad: plane)
                         case 4: Winograd4.inputTransform(SIMD4<Float>.self, xs, cin: cin, geo, V, T: T, t0: t0, pad: plane)
                         default: Winograd4.inputTransform(SIMD2<Float>.self, xs, cin: cin, geo, V, T: T, t0: t0, pad: plane)
@@ -308,6 +314,7 @@ extension Conv2d {
                         let t0 = (s - samples.lowerBound) * geo.tiles
                         for o in 0..<cout {
                             switch geo.lanes {
+                            case 16: Winograd4.outputTransform(SIMD16<Float>.self, M, co: o, cout: cout, geo, T: T, t0: t0, plane)
                             case 8: Winograd4.outputTransform(SIMD8<Float>.self, M, co: o, cout: cout, geo, T: T, t0: t0, plane)
                             case 4: Winograd4.outputTransform(SIMD4<Float>.self, M, co: o, cout: cout, geo, T: T, t0: t0, plane)
                             default: Winograd4.outputTransform(SIMD2<Float>.self, M, co: o, cout: cout, geo, T: T, t0: t0, plane)
